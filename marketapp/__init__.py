@@ -1,0 +1,38 @@
+"""Smart Scenarios for Bitrix24."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the application; ``config`` overrides settings read from ``MARKETAPP_*``."""
+    from marketapp import db, errors, jobs, logging
+    from marketapp.config import load_settings
+
+    settings = load_settings(config)
+    logging.configure(settings.log_level)
+    app = Flask(
+        __name__,
+        instance_path=str(settings.instance_path),
+        static_folder="../static",
+        template_folder="templates",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        TESTING=settings.testing,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    app.extensions["marketapp.settings"] = settings
+    db.init_app(app, settings.sqlalchemy_url, settings.fernet_keys)
+    jobs.init_app(app, settings)
+    errors.init_app(app)
+
+    from handlers import register as register_handlers
+    from placements import register as register_placements
+
+    register_handlers(app)
+    register_placements(app)
+    return app

@@ -1,0 +1,125 @@
+"""``marketapp``: run the app, its workers, the portal emulator, migrations and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+
+
+def _app() -> Flask:
+    from marketapp import create_app
+
+    return create_app()
+
+
+@click.group()
+def main() -> None:
+    """Smart Scenarios for Bitrix24."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to REVISION."""
+    from marketapp.db import get_db
+    from marketapp.migrate import upgrade
+
+    app = _app()
+    with app.app_context():
+        upgrade(get_db().engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("revision")
+@click.argument("message")
+def db_revision(message: str) -> None:
+    """Autogenerate a migration from the models (for developers)."""
+    from marketapp.db import get_db
+    from marketapp.migrate import revision
+
+    app = _app()
+    with app.app_context():
+        revision(get_db().engine, message)
+
+
+@main.command()
+@click.option("--workers", default=None, type=int, help="Worker threads (default: settings).")
+def worker(workers: int | None) -> None:
+    """Run job consumers until interrupted."""
+    from marketapp.jobs import get_jobs
+
+    app = _app()
+    with app.app_context():
+        settings = app.extensions["marketapp.settings"]
+        consumer = get_jobs().huey.create_consumer(
+            workers=workers or settings.jobs_workers, worker_type="thread", periodic=True
+        )
+    consumer.run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--embedded-worker/--no-embedded-worker", default=True, show_default=True)
+def run(host: str, port: int, workers: int, embedded_worker: bool) -> None:
+    """Migrate, then serve the app with gunicorn (plus a job worker for one-machine setups)."""
+    from marketapp.db import get_db
+    from marketapp.migrate import upgrade
+
+    app = _app()
+    with app.app_context():
+        upgrade(get_db().engine)
+    children = [_spawn("worker")] if embedded_worker else []
+    try:
+        serve(app, host, port, workers)
+    finally:
+        _stop(children)
+
+
+def serve(app: Flask, host: str, port: int, workers: int) -> None:
+    """Serve ``app`` with gunicorn in this process (blocks)."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Flask:
+            return app
+
+    Server().run()
+
+
+def _spawn(*args: str) -> subprocess.Popen[Any]:
+    cmd = [sys.executable, "-m", "marketapp.cli", *args]
+    return subprocess.Popen(cmd, env=os.environ.copy())  # noqa: S603 (our own interpreter)
+
+
+def _stop(children: list[subprocess.Popen[Any]]) -> None:
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Settings from the environment (prefix ``MARKETAPP_``) with embedded defaults.
+
+Nothing here needs a server: without ``MARKETAPP_DATABASE_URL`` the app uses SQLite in its instance
+folder, without ``MARKETAPP_REDIS_URL`` the job queue is Huey on SQLite, and the secret and
+encryption keys are generated once and kept in the instance folder.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_OAUTH_HOSTS = ("oauth.bitrix.info", "oauth.bitrix24.tech")
+
+
+class Settings(BaseSettings):
+    """Typed application settings; every field maps to ``MARKETAPP_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MARKETAPP_", extra="ignore")
+
+    instance_path: Path = Field(default_factory=lambda: Path.cwd() / "instance")
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: SecretStr = SecretStr("")
+    # Comma-separated Fernet keys; the first encrypts, all decrypt (key rotation).
+    encryption_keys: SecretStr = SecretStr("")
+    public_url: str = "http://127.0.0.1:8000"
+    client_id: str = "local.marketapp"
+    client_secret: SecretStr = SecretStr("")
+    app_code: str = "smart_scenarios"
+    # OAuth servers the app will send client_secret to (host or host:port).
+    oauth_hosts: str = ",".join(DEFAULT_OAUTH_HOSTS)
+    # Allow plain http endpoints on loopback (development and tests only).
+    allow_insecure_loopback: bool = False
+    bx24_js_url: str = "//api.bitrix24.com/api/v1/"
+    jobs_immediate: bool = False
+    jobs_workers: int = 2
+    log_level: str = "INFO"
+    http_timeout: float = 30.0
+    testing: bool = False
+
+    @field_validator("instance_path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def oauth_host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.oauth_hosts.split(",") if h.strip()]
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.instance_path / 'marketapp.db'}"
+
+    @property
+    def fernet_keys(self) -> list[str]:
+        return [k.strip() for k in self.encryption_keys.get_secret_value().split(",") if k.strip()]
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings from the environment, apply ``overrides``, fill generated secrets."""
+    settings = Settings(**(overrides or {}))
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    if not settings.secret_key.get_secret_value():
+        settings.secret_key = SecretStr(
+            _persisted(settings.instance_path / "secret_key", lambda: secrets.token_hex(32))
+        )
+    if not settings.fernet_keys:
+        key = _persisted(
+            settings.instance_path / "encryption_key", lambda: Fernet.generate_key().decode()
+        )
+        settings.encryption_keys = SecretStr(key)
+    return settings
+
+
+def _persisted(path: Path, make: Any) -> str:
+    """Read a generated secret from ``path``, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    value: str = make()
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value

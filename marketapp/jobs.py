@@ -1,0 +1,128 @@
+"""The job queue: a small face over Huey.
+
+Jobs are plain functions registered with :func:`job`. :func:`enqueue` never sends at once: it
+parks the call on the current database session and sends it only after that session commits,
+so a job never runs for work whose transaction rolled back. Every job runs inside an app
+context with its own database session.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.api import TaskWrapper
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from marketapp.config import Settings
+from marketapp.db import db_session
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    func: Callable[..., Any]
+    retries: int
+    retry_delay: int
+
+
+_registry: dict[str, JobSpec] = {}
+
+
+def job(
+    retries: int = 0, retry_delay: int = 0
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function as a job under its dotted name."""
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        _registry[job_name(func)] = JobSpec(func, retries, retry_delay)
+        return func
+
+    return register
+
+
+def job_name(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class Jobs:
+    """The app's Huey instance with every registered job bound to it."""
+
+    def __init__(self, app: Flask, settings: Settings) -> None:
+        immediate = settings.jobs_immediate
+        self.huey: Huey
+        if settings.redis_url and not immediate:
+            self.huey = RedisHuey("marketapp", url=settings.redis_url)
+        else:
+            self.huey = SqliteHuey(
+                "marketapp", filename=str(settings.instance_path / "jobs.db"), immediate=immediate
+            )
+        self.tasks: dict[str, TaskWrapper] = {}
+        for name, spec in _registry.items():
+            self._bind(app, name, spec)
+
+    def _bind(self, app: Flask, name: str, spec: JobSpec) -> None:
+        @functools.wraps(spec.func)
+        def run_in_app(*args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return spec.func(*args, **kwargs)
+
+        self.tasks[name] = self.huey.task(
+            retries=spec.retries, retry_delay=spec.retry_delay, name=name
+        )(run_in_app)
+
+    def send(self, name: str, *args: Any) -> None:
+        self.tasks[name](*args)
+
+    def pending_count(self) -> int:
+        return int(self.huey.pending_count())
+
+
+def init_app(app: Flask, settings: Settings) -> Jobs:
+    _import_job_modules()
+    jobs = Jobs(app, settings)
+    app.extensions["marketapp.jobs"] = jobs
+    return jobs
+
+
+def get_jobs() -> Jobs:
+    jobs: Jobs = current_app.extensions["marketapp.jobs"]
+    return jobs
+
+
+def enqueue(func: Callable[..., Any], *args: Any, session: Session | None = None) -> None:
+    """Queue ``func(*args)`` to run after ``session`` (default: this context's) commits."""
+    name = job_name(func)
+    if name not in _registry:
+        raise KeyError(f"{name} is not a registered job")
+    target = session or db_session()
+    jobs = get_jobs()  # bound now: the commit may happen after this app context is gone
+    target.info.setdefault("pending_jobs", []).append((jobs, name, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _send_after_commit(session: Session) -> None:
+    pending = session.info.pop("pending_jobs", [])
+    for jobs, name, args in pending:
+        jobs.send(name, *args)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop("pending_jobs", None)
+
+
+def _import_job_modules() -> None:
+    """Import the modules that define jobs so that they register before binding."""
+    import importlib
+
+    for module in JOB_MODULES:
+        importlib.import_module(module)
+
+
+# Modules that define jobs; each later area appends its own.
+JOB_MODULES: list[str] = []

@@ -1,0 +1,60 @@
+"""Structured logging (one JSON object per line) that never prints secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+SECRET_KEYS = re.compile(
+    r"(access_token|refresh_token|application_token|client_secret|auth_id|refresh_id|"
+    r"password|secret|token|auth\[[a-z_]*token\]|authorization)",
+    re.IGNORECASE,
+)
+# key=value or "key": "value" pairs whose key names a secret, inside free text or URLs.
+_INLINE = re.compile(
+    r"(?P<key>[\w\[\]]*(?:token|secret|auth_id|refresh_id|password|auth)[\w\[\]]*)"
+    r"(?P<sep>\"?\s*[:=]\s*\"?)(?P<val>[^\s&\"',}]+)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with every secret-looking entry masked (dicts, lists and strings)."""
+    if isinstance(value, dict):
+        return {k: REDACTED if SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _INLINE.sub(lambda m: f"{m['key']}{m['sep']}{REDACTED}", value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    _skip = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        extra = {k: v for k, v in record.__dict__.items() if k not in self._skip}
+        entry.update(redact(extra))
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure(level: str) -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        root.setLevel(level)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)

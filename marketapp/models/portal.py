@@ -1,0 +1,53 @@
+"""A Bitrix24 portal that installed the app: the tenant every other row belongs to."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Enum, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from marketapp.db import Base, Encrypted, TimestampMixin
+
+
+class PortalStatus(enum.StrEnum):
+    ACTIVE = "active"
+    # Refresh failed with invalid_grant / NO_AUTH_FOUND: wait for the next page POST or install.
+    NEEDS_REAUTH = "needs_reauth"
+    # Paid period over (PAYMENT_REQUIRED): jobs stop until the portal pays.
+    SUSPENDED = "suspended"
+    UNINSTALLED = "uninstalled"
+
+
+class Portal(TimestampMixin, Base):
+    __tablename__ = "portals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    client_endpoint: Mapped[str] = mapped_column(String(512))
+    server_endpoint: Mapped[str] = mapped_column(String(512))
+    access_token: Mapped[str | None] = mapped_column(Encrypted(1024))
+    refresh_token: Mapped[str | None] = mapped_column(Encrypted(1024))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token_user_id: Mapped[int | None] = mapped_column(Integer)
+    application_token: Mapped[str | None] = mapped_column(Encrypted(1024))
+    scope: Mapped[str] = mapped_column(String(512), default="")
+    status: Mapped[PortalStatus] = mapped_column(
+        Enum(
+            PortalStatus,
+            native_enum=False,
+            length=32,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=PortalStatus.ACTIVE,
+    )
+    installed: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    # Leaky-bucket parameters: 50/2 on standard plans, 250/5 on Enterprise.
+    rate_burst: Mapped[int] = mapped_column(Integer, default=50)
+    rate_per_second: Mapped[int] = mapped_column(Integer, default=2)
+
+    def __repr__(self) -> str:  # never print tokens
+        return f"<Portal {self.id} {self.member_id} {self.domain} {self.status}>"
