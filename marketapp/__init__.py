@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the application; ``config`` overrides settings read from ``MARKETAPP_*``."""
-    from marketapp import db, errors, jobs, logging
+    from marketapp import db, errors, i18n, jobs, logging
     from marketapp.config import load_settings
 
     settings = load_settings(config)
@@ -29,6 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app, settings.sqlalchemy_url, settings.fernet_keys)
     jobs.init_app(app, settings)
     errors.init_app(app)
+    i18n.init_app(app)
 
     from handlers import register as register_handlers
     from placements import register as register_placements

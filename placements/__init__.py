@@ -4,4 +4,6 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """Placements register here as they are built."""
+    from placements import pages
+
+    app.register_blueprint(pages.bp)

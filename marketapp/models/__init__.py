@@ -2,5 +2,6 @@
 
 from marketapp.db import Base
 from marketapp.models.portal import Portal, PortalStatus
+from marketapp.models.registration import Registration
 
-__all__ = ["Base", "Portal", "PortalStatus"]
+__all__ = ["Base", "Portal", "PortalStatus", "Registration"]

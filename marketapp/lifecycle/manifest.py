@@ -1,0 +1,219 @@
+"""What this app registers on a portal: robots, placements and event handlers.
+
+Pure data built from the public URL; :mod:`marketapp.lifecycle.registration` makes a portal
+match it. Names and descriptions are given in Russian and English (Bitrix24 picks by UI language).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ENTITIES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
+PLACEMENT_KINDS = ("LIST_TOOLBAR", "LIST_MENU", "DETAIL_TOOLBAR")
+EVENTS = ("ONAPPINSTALL", "ONAPPUPDATE", "ONAPPUNINSTALL")
+
+# Robots are allowed on every CRM entity we launch scenarios on (contacts and companies only via
+# FILTER.INCLUDE: they have no stages, so the robot page does not list their document types).
+DOCUMENT_FILTER = {
+    "INCLUDE": [
+        ["crm", "CCrmDocumentContact"],
+        ["crm", "CCrmDocumentCompany"],
+        ["crm", "CCrmDocumentDeal"],
+        ["crm", "CCrmDocumentLead"],
+    ]
+}
+
+Lang = dict[str, str]
+
+
+def _prop(
+    name: Lang,
+    type_: str,
+    *,
+    required: bool = False,
+    default: str | None = None,
+    options: dict[str, str] | None = None,
+    description: Lang | None = None,
+) -> dict[str, Any]:
+    prop: dict[str, Any] = {
+        "Name": name,
+        "Type": type_,
+        "Required": "Y" if required else "N",
+        "Multiple": "N",
+    }
+    if description:
+        prop["Description"] = description
+    if default is not None:
+        prop["Default"] = default
+    if options:
+        prop["Options"] = options
+    return prop
+
+
+_STATUS = _prop({"en": "Status", "ru": "Статус"}, "string")
+_REASON = _prop({"en": "Reason", "ru": "Причина"}, "string")
+
+
+@dataclass(frozen=True)
+class Robot:
+    code: str
+    name: Lang
+    description: Lang
+    properties: dict[str, dict[str, Any]]
+    return_properties: dict[str, dict[str, Any]]
+
+    def fields(self, handler: str, settings_handler: str) -> dict[str, Any]:
+        """The ``bizproc.robot.add`` fields (without ``CODE``) for this robot."""
+        return {
+            "HANDLER": handler,
+            "AUTH_USER_ID": 1,
+            "USE_SUBSCRIPTION": "Y",
+            "NAME": self.name,
+            "DESCRIPTION": self.description,
+            "PROPERTIES": self.properties,
+            "RETURN_PROPERTIES": self.return_properties,
+            "FILTER": DOCUMENT_FILTER,
+            "USE_PLACEMENT": "Y",
+            "PLACEMENT_HANDLER": settings_handler,
+        }
+
+
+ROBOTS: tuple[Robot, ...] = (
+    Robot(
+        code="send_email",
+        name={"en": "Smart scenarios: send e-mail", "ru": "Умные сценарии: отправить e-mail"},
+        description={
+            "en": "Sends an e-mail through the portal mail and keeps it on the record.",
+            "ru": "Отправляет письмо клиенту через почту портала и сохраняет его в карточке.",
+        },
+        properties={
+            "subject": _prop({"en": "Subject", "ru": "Тема"}, "string", required=True),
+            "body": _prop({"en": "Message", "ru": "Текст письма"}, "text", required=True),
+            "body_type": _prop(
+                {"en": "Message format", "ru": "Формат письма"},
+                "select",
+                default="html",
+                options={"html": "HTML", "text": "Text"},
+            ),
+            "address_type": _prop(
+                {"en": "Address", "ru": "Адрес"},
+                "select",
+                default="auto",
+                options={
+                    "auto": "Auto",
+                    "WORK": "Work",
+                    "HOME": "Home",
+                    "MAILING": "Mailing",
+                    "OTHER": "Other",
+                },
+            ),
+            "sender": _prop({"en": "Sender mailbox", "ru": "Ящик отправителя"}, "string"),
+        },
+        return_properties={
+            "status": _STATUS,
+            "activity_id": _prop({"en": "Activity ID", "ru": "ID дела"}, "string"),
+            "reason": _REASON,
+        },
+    ),
+    Robot(
+        code="send_sms",
+        name={"en": "Smart scenarios: send SMS", "ru": "Умные сценарии: отправить SMS"},
+        description={
+            "en": "Sends an SMS through the configured gateway and writes it to the timeline.",
+            "ru": "Отправляет SMS через настроенный шлюз и пишет его в ленту карточки.",
+        },
+        properties={
+            "text": _prop({"en": "Text", "ru": "Текст"}, "text", required=True),
+            "phone_type": _prop(
+                {"en": "Phone", "ru": "Телефон"},
+                "select",
+                default="auto",
+                options={
+                    "auto": "Auto",
+                    "MOBILE": "Mobile",
+                    "WORK": "Work",
+                    "HOME": "Home",
+                    "OTHER": "Other",
+                },
+            ),
+            "sender_name": _prop({"en": "Sender name", "ru": "Имя отправителя"}, "string"),
+        },
+        return_properties={
+            "status": _STATUS,
+            "message_id": _prop({"en": "Message ID", "ru": "ID сообщения"}, "string"),
+            "segments": _prop({"en": "Segments", "ru": "Частей"}, "int"),
+            "reason": _REASON,
+        },
+    ),
+    Robot(
+        code="edit_record",
+        name={"en": "Smart scenarios: edit record", "ru": "Умные сценарии: изменить запись"},
+        description={
+            "en": "Sets fields (one FIELD = value a line, templates allowed); keeps old values.",
+            "ru": "Меняет поля (по строке ПОЛЕ = значение, можно шаблоны); хранит старые значения.",
+        },
+        properties={
+            "fields": _prop(
+                {"en": "Fields", "ru": "Поля"},
+                "text",
+                required=True,
+                description={"en": "NAME = {{ contact.NAME }}", "ru": "NAME = {{ contact.NAME }}"},
+            ),
+        },
+        return_properties={
+            "status": _STATUS,
+            "changed_fields": _prop({"en": "Changed fields", "ru": "Изменённые поля"}, "string"),
+            "reason": _REASON,
+        },
+    ),
+    Robot(
+        code="timeline_comment",
+        name={
+            "en": "Smart scenarios: timeline comment",
+            "ru": "Умные сценарии: комментарий в ленту",
+        },
+        description={
+            "en": "Adds a comment to the record's timeline (templates allowed).",
+            "ru": "Добавляет комментарий в ленту карточки (можно шаблоны).",
+        },
+        properties={"text": _prop({"en": "Comment", "ru": "Комментарий"}, "text", required=True)},
+        return_properties={
+            "status": _STATUS,
+            "comment_id": _prop({"en": "Comment ID", "ru": "ID комментария"}, "string"),
+            "reason": _REASON,
+        },
+    ),
+)
+
+PLACEMENT_TITLE = {"en": "Smart scenarios", "ru": "Умные сценарии"}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything registered on a portal, with absolute handler URLs."""
+
+    robots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    placements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, str] = field(default_factory=dict)
+
+
+def build_manifest(public_url: str) -> Manifest:
+    base = public_url.rstrip("/")
+    robots = {
+        r.code: r.fields(f"{base}/robots/{r.code}", f"{base}/placements/robot-settings")
+        for r in ROBOTS
+    }
+    launcher = f"{base}/placements/launch"
+    lang_all = {lang: {"TITLE": title} for lang, title in PLACEMENT_TITLE.items()}
+    placements = {
+        f"CRM_{entity}_{kind}": {
+            "HANDLER": launcher,
+            "TITLE": PLACEMENT_TITLE["en"],
+            "LANG_ALL": lang_all,
+        }
+        for entity in ENTITIES
+        for kind in PLACEMENT_KINDS
+    }
+    events = dict.fromkeys(EVENTS, f"{base}/events")
+    return Manifest(robots=robots, placements=placements, events=events)

@@ -1,0 +1,176 @@
+"""Pages Bitrix24 opens in its iframe: installer, main page, CRM placements.
+
+Every entry is a cross-site form POST from the user's browser (no CSRF cookie possible); it is
+verified server-side and answered with a page that carries a short-lived signed session token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+from handlers.inbound import inbound_fields
+from marketapp.bitrix.payloads import PlacementRequest, parse_placement
+from marketapp.db import db_session
+from marketapp.errors import AppError
+from marketapp.i18n import normalize
+from marketapp.lifecycle import registration, verify
+from marketapp.lifecycle.entry import open_page
+from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page, sync_portal
+from marketapp.lifecycle.manifest import build_manifest
+from marketapp.models import Portal
+from marketapp.security import (
+    PortalSession,
+    allow_framing_by,
+    issue_session,
+    reject,
+    session_from_request,
+)
+from marketapp.settings import get_settings
+
+bp = Blueprint("pages", __name__, template_folder="templates")
+log = logging.getLogger(__name__)
+
+
+@bp.route("/", methods=["GET", "POST"])
+@bp.post("/install")
+def main_page() -> ResponseReturnValue:
+    """App URL and installer URL: install while the portal is new, else show the main page."""
+    if request.method == "GET":
+        return render_template("pages/outside.html")
+    page = parse_placement(inbound_fields())
+    g.language = normalize(page.lang)
+    portal = find_portal(db_session(), page.member_id)
+    if request.path == "/install" or portal is None or not portal.installed:
+        return _install(page)
+    portal, session = open_page(db_session(), page)
+    return _page("pages/main.html", portal, session, manifest=_registered())
+
+
+@bp.post("/placements/launch")
+def launch() -> ResponseReturnValue:
+    """A CRM placement (list toolbar, row menu, card toolbar) opened by a user."""
+    page = parse_placement(inbound_fields())
+    g.language = normalize(page.lang)
+    portal, session = open_page(db_session(), page)
+    return _page(
+        "pages/launch.html",
+        portal,
+        session,
+        placement=page.placement,
+        options=page.placement_options,
+    )
+
+
+@bp.post("/api/registration/sync")
+def resync() -> ResponseReturnValue:
+    """Admin action: make the portal's registration match the manifest again."""
+    session = current_session(admin=True)
+    portal = _portal_of(session)
+    try:
+        report = sync_portal(db_session(), portal)
+    except registration.SyncError as exc:
+        raise AppError(
+            _("Some items could not be registered: %(items)s", items=", ".join(exc.failures)),
+            status=502,
+            code="sync_incomplete",
+        ) from exc
+    return jsonify(applied=report.applied)
+
+
+@bp.get("/api/session")
+def whoami() -> ResponseReturnValue:
+    session = current_session()
+    return jsonify(
+        member_id=session.member_id,
+        user_id=session.user_id,
+        is_admin=session.is_admin,
+        language=session.language,
+    )
+
+
+def current_session(admin: bool = False) -> PortalSession:
+    """The verified page session; refuses other portals' ids and non-admins where required."""
+    session = session_from_request()
+    claimed = request.args.get("member_id") or request.form.get("member_id")
+    if claimed and claimed != session.member_id:
+        raise reject("session used for another portal", member_id=claimed, status=403)
+    if admin and not session.is_admin:
+        raise AppError(_("Only a portal administrator can do this."), status=403, code="forbidden")
+    g.language = session.language
+    return session
+
+
+def _portal_of(session: PortalSession) -> Portal:
+    portal = db_session().get(Portal, session.portal_id)
+    if portal is None or portal.member_id != session.member_id:
+        raise reject("session for a removed portal", member_id=session.member_id)
+    return portal
+
+
+def _install(page: PlacementRequest) -> ResponseReturnValue:
+    try:
+        report = install_from_page(db_session(), page)
+    except verify.VerificationError as exc:
+        log.warning("install not verified", extra={"member_id": page.member_id, "why": str(exc)})
+        return _install_failed(page, _("The installation request could not be verified."), 401)
+    except NotAdmin:
+        return _install_failed(
+            page, _("The application is not fully installed: ask an administrator to open it."), 403
+        )
+    except registration.SyncError as exc:
+        return _install_failed(
+            page,
+            _("Some items could not be registered: %(items)s", items=", ".join(exc.failures)),
+            502,
+        )
+    response = make_response(
+        render_template(
+            "pages/install.html",
+            manifest=_registered(),
+            applied=report.applied,
+            bx24_js_url=get_settings().bx24_js_url,
+        )
+    )
+    return allow_framing_by(response, page.domain)
+
+
+def _install_failed(page: PlacementRequest, message: str, status: int) -> ResponseReturnValue:
+    # The retry form re-posts what the user's browser just sent us, to the same URL.
+    fields = {k: v for k, v in request.form.items()}
+    response = make_response(
+        render_template(
+            "pages/install_failed.html",
+            message=message,
+            fields=fields,
+            action=request.full_path.rstrip("?"),
+        ),
+        status,
+    )
+    return allow_framing_by(response, page.domain)
+
+
+def _page(template: str, portal: Portal, session: PortalSession, **context: Any) -> Response:
+    response = make_response(
+        render_template(
+            template,
+            session=session,
+            session_token=issue_session(session),
+            bx24_js_url=get_settings().bx24_js_url,
+            **context,
+        )
+    )
+    return allow_framing_by(response, portal.domain)
+
+
+def _registered() -> dict[str, list[str]]:
+    manifest = build_manifest(get_settings().public_url)
+    return {
+        "robots": sorted(manifest.robots),
+        "placements": sorted(manifest.placements),
+        "events": sorted(manifest.events),
+    }
