@@ -1,7 +1,24 @@
 """Typed models. Import every model here so Alembic and ``create_all`` see them."""
 
 from marketapp.db import Base
+from marketapp.models.channels import FieldEdit, PortalSettings, Send, SendState, SmsMessage
 from marketapp.models.portal import Portal, PortalStatus
+from marketapp.models.ratelimit import MethodBudget, RateBucket
 from marketapp.models.registration import Registration
+from marketapp.models.robot_call import RobotCall, RobotCallState
 
-__all__ = ["Base", "Portal", "PortalStatus", "Registration"]
+__all__ = [
+    "Base",
+    "FieldEdit",
+    "MethodBudget",
+    "Portal",
+    "PortalSettings",
+    "PortalStatus",
+    "RateBucket",
+    "Registration",
+    "RobotCall",
+    "RobotCallState",
+    "Send",
+    "SendState",
+    "SmsMessage",
+]

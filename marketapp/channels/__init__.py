@@ -1,0 +1,1 @@
+"""Outbound channels: SMS gateways and SMTP (portal mail goes through the REST client)."""

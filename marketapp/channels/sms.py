@@ -1,0 +1,182 @@
+"""SMS gateways behind one interface.
+
+* ``outbox`` (default, development): stores the message; nothing leaves the machine.
+* ``twilio``: a Twilio-compatible REST API (``POST /2010-04-01/Accounts/{sid}/Messages.json``).
+* ``smsru``: an SMS.ru-compatible API (``POST /sms/send`` and ``/sms/status`` with ``json=1``).
+
+Every provider gets the ledger key of the send, so the outbox can be reconciled exactly; HTTP
+gateways cannot be asked "did you get key K?", so an unknown outcome there is never resent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+from marketapp.models import PortalSettings
+
+# Provider statuses mapped to ours: queued, sent, delivered, undelivered, failed.
+_TWILIO_STATUS = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "queued",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+_SMSRU_STATUS = {
+    100: "queued",
+    101: "queued",
+    102: "sent",
+    103: "delivered",
+    104: "undelivered",
+    105: "undelivered",
+    106: "undelivered",
+    107: "undelivered",
+    108: "failed",
+    150: "failed",
+}
+
+
+class SmsError(Exception):
+    """The gateway refused the message; ``retryable`` when trying later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class SmsReceipt:
+    message_id: str
+    status: str
+
+
+class SmsProvider(Protocol):
+    name: str
+
+    def send(self, key: str, phone: str, text: str, sender: str) -> SmsReceipt: ...
+
+    def status(self, message_id: str) -> str: ...
+
+
+class OutboxProvider:
+    """Development provider: accepting the message is all it does (the row is the outbox)."""
+
+    name = "outbox"
+
+    def send(self, key: str, phone: str, text: str, sender: str) -> SmsReceipt:
+        return SmsReceipt(message_id=f"outbox-{key}", status="delivered")
+
+    def status(self, message_id: str) -> str:
+        return "delivered"
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(self, creds: dict[str, str], http: requests.Session, timeout: float):
+        self.base = creds.get("base_url", "https://api.twilio.com").rstrip("/")
+        self.sid = creds["account_sid"]
+        self.auth = (creds.get("api_key") or self.sid, creds["auth_token"])
+        self.sender = creds.get("from", "")
+        self.service = creds.get("messaging_service_sid", "")
+        self.callback = creds.get("status_callback", "")
+        self.http, self.timeout = http, timeout
+
+    def send(self, key: str, phone: str, text: str, sender: str) -> SmsReceipt:
+        form = {"To": phone, "Body": text}
+        if self.service:
+            form["MessagingServiceSid"] = self.service
+        else:
+            form["From"] = sender or self.sender
+        if self.callback:
+            form["StatusCallback"] = self.callback
+        body = self._request("POST", "Messages.json", data=form)
+        return SmsReceipt(str(body["sid"]), _TWILIO_STATUS.get(str(body.get("status")), "queued"))
+
+    def status(self, message_id: str) -> str:
+        body = self._request("GET", f"Messages/{message_id}.json")
+        return _TWILIO_STATUS.get(str(body.get("status")), "queued")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        url = f"{self.base}/2010-04-01/Accounts/{self.sid}/{path}"
+        resp = _http(self.http, method, url, auth=self.auth, timeout=self.timeout, **kwargs)
+        body = _json(resp)
+        if resp.status_code >= 400:
+            # {"code": 21211, "message": "...", "more_info": "...", "status": 400}
+            message = (
+                f"Twilio error {body.get('code', resp.status_code)}: {body.get('message', '')}"
+            )
+            raise SmsError(message, retryable=resp.status_code == 429 or resp.status_code >= 500)
+        return body
+
+
+class SmsRuProvider:
+    name = "smsru"
+
+    def __init__(self, creds: dict[str, str], http: requests.Session, timeout: float):
+        self.base = creds.get("base_url", "https://sms.ru").rstrip("/")
+        self.api_id = creds["api_id"]
+        self.sender = creds.get("from", "")
+        self.http, self.timeout = http, timeout
+
+    def send(self, key: str, phone: str, text: str, sender: str) -> SmsReceipt:
+        form = {"api_id": self.api_id, "to": phone.lstrip("+"), "msg": text, "json": "1"}
+        if sender or self.sender:
+            form["from"] = sender or self.sender
+        body = self._request("sms/send", form)
+        entry = next(iter((body.get("sms") or {}).values()), {})
+        if entry.get("status") != "OK":
+            raise SmsError(f"SMS.ru error {entry.get('status_code')}: {entry.get('status_text')}")
+        code = int(entry.get("status_code", 100))
+        return SmsReceipt(str(entry["sms_id"]), _SMSRU_STATUS.get(code, "queued"))
+
+    def status(self, message_id: str) -> str:
+        body = self._request(
+            "sms/status", {"api_id": self.api_id, "sms_id": message_id, "json": "1"}
+        )
+        entry: dict[str, Any] = (body.get("sms") or {}).get(message_id, {})
+        return _SMSRU_STATUS.get(int(entry.get("status_code", 100)), "queued")
+
+    def _request(self, path: str, form: dict[str, str]) -> dict[str, Any]:
+        resp = _http(self.http, "POST", f"{self.base}/{path}", data=form, timeout=self.timeout)
+        body = _json(resp)
+        if resp.status_code >= 500:
+            raise SmsError(f"SMS.ru answered HTTP {resp.status_code}", retryable=True)
+        if body.get("status") != "OK":
+            # {"status": "ERROR", "status_code": 200, "status_text": "Неправильный api_id"}
+            raise SmsError(f"SMS.ru error {body.get('status_code')}: {body.get('status_text')}")
+        return body
+
+
+def provider_for(settings: PortalSettings, http: requests.Session, timeout: float) -> SmsProvider:
+    creds: dict[str, str] = json.loads(settings.sms_credentials or "{}")
+    if settings.sms_provider == "twilio":
+        return TwilioProvider(creds, http, timeout)
+    if settings.sms_provider == "smsru":
+        return SmsRuProvider(creds, http, timeout)
+    return OutboxProvider()
+
+
+def _http(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    try:
+        return http.request(method, url, **kwargs)
+    except requests.RequestException as exc:
+        # The request may have reached the gateway: the caller must not resend blindly.
+        raise SmsError(f"gateway unreachable: {type(exc).__name__}") from exc
+
+
+def _json(resp: requests.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}

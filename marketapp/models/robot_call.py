@@ -1,0 +1,50 @@
+"""A robot call from Bitrix24 automation, stored before it is answered (keyed by event_token)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin
+
+
+class RobotCallState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"  # the action ran (sent, skipped or failed) and Bitrix24 got the answer
+
+
+class RobotCall(TenantMixin, TimestampMixin, Base):
+    __tablename__ = "robot_calls"
+    __table_args__ = (UniqueConstraint("portal_id", "event_token_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_token_hash: Mapped[str] = mapped_column(String(64))
+    event_token: Mapped[str] = mapped_column(Encrypted(2048))
+    code: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON)
+    use_subscription: Mapped[bool] = mapped_column(default=True)
+    state: Mapped[RobotCallState] = mapped_column(
+        Enum(
+            RobotCallState,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=RobotCallState.QUEUED,
+        index=True,
+    )
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="")  # sent | skipped | failed
+    return_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    log_message: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
