@@ -133,7 +133,7 @@ class SmsRuProvider:
         if sender or self.sender:
             form["from"] = sender or self.sender
         body = self._request("sms/send", form)
-        entry = next(iter((body.get("sms") or {}).values()), {})
+        entry: dict[str, Any] = next(iter((body.get("sms") or {}).values()), {})
         if entry.get("status") != "OK":
             raise SmsError(f"SMS.ru error {entry.get('status_code')}: {entry.get('status_text')}")
         code = int(entry.get("status_code", 100))
