@@ -130,10 +130,13 @@ class PortalClient:
         With ``halt`` the first failing command stops everything after it.
         """
         items = _command_items(commands)
+        chunks = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
+        cmds = [{str(key): _command_string(m, p) for key, (m, p) in chunk} for chunk in chunks]
+        for cmd in cmds:
+            _check_references(cmd)  # before sending anything
         merged = BatchResult()
-        for start in range(0, len(items), BATCH_SIZE):
-            chunk = items[start : start + BATCH_SIZE]
-            self._batch_chunk(chunk, halt, merged)
+        for chunk, cmd in zip(chunks, cmds, strict=True):
+            self._batch_chunk(chunk, cmd, halt, merged)
             if halt and merged.errors:
                 break
         return merged
@@ -266,11 +269,13 @@ class PortalClient:
     # --- batch --------------------------------------------------------------------------
 
     def _batch_chunk(
-        self, chunk: list[tuple[Any, Command]], halt: bool, merged: BatchResult
+        self,
+        chunk: list[tuple[Any, Command]],
+        cmd: dict[str, str],
+        halt: bool,
+        merged: BatchResult,
     ) -> None:
         keys = {str(key): key for key, _ in chunk}
-        cmd = {str(key): _command_string(method, params) for key, (method, params) in chunk}
-        _check_references(cmd)
         methods = tuple(dict.fromkeys(method for _, (method, _p) in chunk))
         # Only reads in a batch may be repeated after an ambiguous failure.
         idempotent = all(_IDEMPOTENT.search(m.lower()) for m in methods)
