@@ -8,10 +8,11 @@ from marketapp.errors import error_response
 
 
 def register(app: Flask) -> None:
-    from handlers import events, health
+    from handlers import events, health, robots
 
     app.register_blueprint(health.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(robots.bp)
 
     @app.errorhandler(PayloadError)
     def _bad_payload(exc: PayloadError) -> ResponseReturnValue:

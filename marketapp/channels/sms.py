@@ -41,16 +41,19 @@ _SMSRU_STATUS = {
     106: "undelivered",
     107: "undelivered",
     108: "failed",
+    110: "delivered",  # read (Viber)
     150: "failed",
 }
 
 
 class SmsError(Exception):
-    """The gateway refused the message; ``retryable`` when trying later may work."""
+    """The gateway refused the message (``retryable``: trying later may work), or the outcome
+    is ``unknown`` (the request may have reached the gateway)."""
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, unknown: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        self.unknown = unknown
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class TwilioProvider:
         if self.callback:
             form["StatusCallback"] = self.callback
         body = self._request("POST", "Messages.json", data=form)
+        if not body.get("sid"):
+            # Accepted (2xx) but unreadable: the message may be on its way; never resend.
+            raise SmsError("Twilio accepted the request without a message sid")
         return SmsReceipt(str(body["sid"]), _TWILIO_STATUS.get(str(body.get("status")), "queued"))
 
     def status(self, message_id: str) -> str:
@@ -136,6 +142,8 @@ class SmsRuProvider:
         entry: dict[str, Any] = next(iter((body.get("sms") or {}).values()), {})
         if entry.get("status") != "OK":
             raise SmsError(f"SMS.ru error {entry.get('status_code')}: {entry.get('status_text')}")
+        if not entry.get("sms_id"):
+            raise SmsError("SMS.ru accepted the request without an sms_id")
         code = int(entry.get("status_code", 100))
         return SmsReceipt(str(entry["sms_id"]), _SMSRU_STATUS.get(code, "queued"))
 
@@ -158,12 +166,24 @@ class SmsRuProvider:
 
 
 def provider_for(settings: PortalSettings, http: requests.Session, timeout: float) -> SmsProvider:
-    creds: dict[str, str] = json.loads(settings.sms_credentials or "{}")
-    if settings.sms_provider == "twilio":
-        return TwilioProvider(creds, http, timeout)
-    if settings.sms_provider == "smsru":
+    """The portal's provider; a misconfiguration is an ``SmsError`` (never retryable)."""
+    if settings.sms_provider in (None, "", "outbox"):
+        return OutboxProvider()
+    if settings.sms_provider not in ("twilio", "smsru"):
+        # Falling back to the outbox would report "delivered" for messages never sent.
+        raise SmsError(f"unknown SMS provider {settings.sms_provider!r}")
+    try:
+        creds = json.loads(settings.sms_credentials or "{}")
+    except ValueError:
+        creds = None
+    if not isinstance(creds, dict):
+        raise SmsError(f"{settings.sms_provider} credentials are not a JSON object") from None
+    try:
+        if settings.sms_provider == "twilio":
+            return TwilioProvider(creds, http, timeout)
         return SmsRuProvider(creds, http, timeout)
-    return OutboxProvider()
+    except KeyError as exc:
+        raise SmsError(f"{settings.sms_provider} credentials lack {exc.args[0]!r}") from None
 
 
 def _http(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -171,7 +191,7 @@ def _http(http: requests.Session, method: str, url: str, **kwargs: Any) -> reque
         return http.request(method, url, **kwargs)
     except requests.RequestException as exc:
         # The request may have reached the gateway: the caller must not resend blindly.
-        raise SmsError(f"gateway unreachable: {type(exc).__name__}") from exc
+        raise SmsError(f"gateway unreachable: {type(exc).__name__}", unknown=True) from exc
 
 
 def _json(resp: requests.Response) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -28,10 +29,15 @@ def send_email(
 ) -> str:
     """Send one message; return its Message-ID (derived from the ledger ``key``)."""
     message = EmailMessage()
-    message["From"] = sender or settings.smtp_from
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = make_msgid(idstring=key.replace(":", "."), domain="smart-scenarios")
+    try:
+        message["From"] = sender or settings.smtp_from
+        message["To"] = to
+        message["Subject"] = subject
+    except ValueError as exc:  # a line break in a header value (header injection)
+        raise SmtpError(f"SMTP: invalid header: {exc}") from None
+    # Only atext may stand left of the "@" of a msg-id; ":" and anything else become ".".
+    idstring = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
+    message["Message-ID"] = make_msgid(idstring=idstring or None, domain="smart-scenarios")
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")

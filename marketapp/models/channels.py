@@ -13,9 +13,7 @@ from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin
 
 
 def _enum(kind: type[enum.Enum]) -> Enum:
-    return Enum(
-        kind, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e]
-    )
+    return Enum(kind, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
 
 
 class PortalSettings(TenantMixin, TimestampMixin, Base):

@@ -1,0 +1,251 @@
+"""Send e-mail: through the portal's mail (an outgoing e-mail activity) or the portal's SMTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from flask_babel import gettext as _
+from pydantic import BaseModel, Field, field_validator
+
+from marketapp.actions import ledger, templating
+from marketapp.actions.base import (
+    ENTITY_TYPE_IDS,
+    ActionContext,
+    Outcome,
+    RetryLater,
+    Target,
+    communication_owner,
+    failed,
+    multifield,
+    opted_out,
+    sent,
+    skipped,
+)
+from marketapp.bitrix.errors import BitrixError
+from marketapp.channels.smtp import SmtpError, send_email
+from marketapp.models import Send, SendState
+
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class EmailSettings(BaseModel):
+    subject: str = Field(min_length=1, max_length=255)
+    body: str = Field(min_length=1, max_length=100_000)
+    body_type: Literal["html", "text"] = "html"
+    address_type: Literal["auto", "WORK", "HOME", "MAILING", "OTHER"] = "auto"
+    sender: str = Field(default="", max_length=255)
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        templating.check(value)
+        return value
+
+
+@dataclass
+class Letter:
+    target: Target
+    to: str
+    owner_type: str
+    owner_id: int
+    subject: str
+    body: str
+    responsible_id: int
+
+
+class SendEmail:
+    code: ClassVar[str] = "send_email"
+    Settings: ClassVar[type[BaseModel]] = EmailSettings
+
+    def run(
+        self, ctx: ActionContext, settings: EmailSettings, targets: list[Target]
+    ) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        letters: list[Letter] = []
+        for target in targets:
+            letter_or_outcome = _compose(ctx, settings, target)
+            if isinstance(letter_or_outcome, Outcome):
+                outcomes[target.key] = letter_or_outcome
+            else:
+                letters.append(letter_or_outcome)
+        if ctx.config.email_channel == "smtp":
+            outcomes.update(_send_smtp(ctx, settings, letters))
+        else:
+            outcomes.update(_send_portal(ctx, settings, letters))
+        return outcomes
+
+
+def _compose(ctx: ActionContext, settings: EmailSettings, target: Target) -> Letter | Outcome:
+    owner_type, owner_id, owner = communication_owner(target)
+    if opted_out(owner, ctx.config.no_email_field):
+        return skipped("opted_out", _("The client opted out of e-mail."))
+    to = multifield(owner, "EMAIL", settings.address_type)
+    if not to:
+        return skipped("no_email", _("The record has no e-mail address."))
+    if not _ADDRESS.match(to):
+        return skipped("invalid_email", _("The e-mail address %(address)s is invalid.", address=to))
+    context = templating.record_context(target.entity_type, target.record or {})
+    try:
+        subject = templating.render(settings.subject, context).strip()
+        body = templating.render(settings.body, context)
+    except templating.TemplateProblem as exc:
+        return failed("template", str(exc))
+    if settings.body_type == "html":
+        body = templating.sanitize_html(body)
+    record = target.record or {}
+    responsible = int(record.get("ASSIGNED_BY_ID") or ctx.portal.token_user_id or 1)
+    return Letter(target, to, owner_type, owner_id, subject or "-", body, responsible)
+
+
+def _send_portal(
+    ctx: ActionContext, settings: EmailSettings, letters: list[Letter]
+) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    claims: dict[str, tuple[Letter, Send]] = {}
+    unknown: list[str] = []
+    for letter in letters:
+        row, fresh = ledger.claim(ctx.session, ctx.portal.id, letter.target.key, "email")
+        if not fresh and row.state is not SendState.CLAIMED:
+            outcomes[letter.target.key] = _settled(row, letter)
+            continue
+        claims[letter.target.key] = (letter, row)
+        if not fresh:
+            unknown.append(letter.target.key)
+    for key, activity_id in _reconcile(ctx, unknown).items():
+        letter, row = claims.pop(key)
+        ledger.settle(ctx.session, row, SendState.SENT, str(activity_id), reconciled=True)
+        outcomes[key] = _settled(row, letter)
+    if not claims:
+        return outcomes
+    result = ctx.client.batch(
+        {
+            key: ("crm.activity.add", {"fields": _activity(ctx, settings, letter)})
+            for key, (letter, _row) in claims.items()
+        }
+    )
+    retry = False
+    for key, (letter, row) in claims.items():
+        error: BitrixError | None = result.errors.get(key)
+        if error is None:
+            ledger.settle(ctx.session, row, SendState.SENT, str(result.results[key]))
+            outcomes[key] = _settled(row, letter)
+        elif error.retryable:
+            retry = True  # left claimed: the next attempt reconciles by ORIGIN_ID first
+        else:
+            ledger.settle(
+                ctx.session, row, SendState.FAILED, reason=error.description or str(error)
+            )
+            outcomes[key] = _settled(row, letter)
+    if retry:
+        raise RetryLater("some e-mails got a transient error")
+    return outcomes
+
+
+def _reconcile(ctx: ActionContext, keys: list[str]) -> dict[str, Any]:
+    """Find activities we may have created already, by ``ORIGINATOR_ID`` + ``ORIGIN_ID``."""
+    if not keys:
+        return {}
+    result = ctx.client.batch(
+        {
+            key: (
+                "crm.activity.list",
+                {"filter": {"ORIGINATOR_ID": ctx.app_code, "ORIGIN_ID": key}, "select": ["ID"]},
+            )
+            for key in keys
+        }
+    )
+    if result.errors:
+        raise RetryLater("cannot reconcile e-mails")
+    return {key: rows[0]["ID"] for key, rows in result.results.items() if rows}
+
+
+def _activity(ctx: ActionContext, settings: EmailSettings, letter: Letter) -> dict[str, Any]:
+    target = letter.target
+    fields: dict[str, Any] = {
+        "OWNER_TYPE_ID": ENTITY_TYPE_IDS[target.entity_type],
+        "OWNER_ID": target.entity_id,
+        "TYPE_ID": 4,
+        "DIRECTION": 2,
+        "COMPLETED": "Y",
+        "SUBJECT": letter.subject,
+        "DESCRIPTION": letter.body,
+        "DESCRIPTION_TYPE": 3 if settings.body_type == "html" else 1,
+        "RESPONSIBLE_ID": letter.responsible_id,
+        "COMMUNICATIONS": [
+            {
+                "VALUE": letter.to,
+                "ENTITY_ID": letter.owner_id,
+                "ENTITY_TYPE_ID": ENTITY_TYPE_IDS[letter.owner_type],
+            }
+        ],
+        "ORIGINATOR_ID": ctx.app_code,
+        "ORIGIN_ID": target.key,
+    }
+    if settings.sender:
+        fields["SETTINGS"] = {"MESSAGE_FROM": settings.sender}
+    return fields
+
+
+def _send_smtp(
+    ctx: ActionContext, settings: EmailSettings, letters: list[Letter]
+) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    comments: dict[str, tuple[str, dict[str, Any]]] = {}
+    for letter in letters:
+        key = letter.target.key
+        row, fresh = ledger.claim(ctx.session, ctx.portal.id, key, "smtp")
+        if not fresh and row.state is SendState.CLAIMED:
+            # SMTP cannot be asked whether a message went out: never risk sending it twice.
+            ledger.settle(ctx.session, row, SendState.FAILED, reason="outcome unknown")
+        if row.state is not SendState.CLAIMED:
+            outcomes[key] = _settled(row, letter)
+            continue
+        html = letter.body if settings.body_type == "html" else ""
+        try:
+            message_id = send_email(
+                ctx.config,
+                key=key,
+                to=letter.to,
+                subject=letter.subject,
+                html=html,
+                text=_plain(letter.body) if html else letter.body,
+                sender=settings.sender,
+                timeout=ctx.timeout,
+            )
+        except SmtpError as exc:
+            ledger.settle(ctx.session, row, SendState.FAILED, reason=str(exc))
+            outcomes[key] = _settled(row, letter)
+            continue
+        ledger.settle(ctx.session, row, SendState.SENT, message_id)
+        outcomes[key] = _settled(row, letter)
+        comments[key] = _timeline_comment(letter)
+    if comments:
+        ctx.client.batch(comments)
+    return outcomes
+
+
+def _timeline_comment(letter: Letter) -> tuple[str, dict[str, Any]]:
+    text = _("E-mail sent to %(to)s: %(subject)s", to=letter.to, subject=letter.subject)
+    return (
+        "crm.timeline.comment.add",
+        {
+            "fields": {
+                "ENTITY_ID": letter.target.entity_id,
+                "ENTITY_TYPE": letter.target.entity_type.lower(),
+                "COMMENT": text,
+            }
+        },
+    )
+
+
+def _settled(row: Send, letter: Letter) -> Outcome:
+    if row.state is SendState.SENT:
+        return sent(_("E-mail sent to %(to)s.", to=letter.to), activity_id=row.external_id)
+    reason = str((row.detail or {}).get("reason", ""))
+    return failed("send_error", _("The e-mail was not sent: %(reason)s", reason=reason))
+
+
+def _plain(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)

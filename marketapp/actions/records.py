@@ -1,0 +1,250 @@
+"""Edit record fields (keeping before-images for undo) and add timeline comments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from flask_babel import gettext as _
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from marketapp.actions import ledger, templating
+from marketapp.actions.base import (
+    ENTITY_METHODS,
+    ActionContext,
+    Outcome,
+    RetryLater,
+    Target,
+    failed,
+    sent,
+)
+from marketapp.bitrix.errors import BitrixError
+from marketapp.models import FieldEdit, Send, SendState
+
+_FIELD = re.compile(r"^(?:[A-Z][A-Z0-9_]*|UF_[A-Z0-9_]+)$")
+# Multifields and system fields are not set with a plain value.
+_NOT_EDITABLE = {"ID", "PHONE", "EMAIL", "WEB", "IM", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID"}
+
+
+def parse_assignments(text: str) -> dict[str, str]:
+    """``FIELD = value`` lines into a map; raise ``ValueError`` naming the bad line."""
+    assignments: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip().upper()
+        if not sep or not _FIELD.match(name):
+            raise ValueError(f"line {number}: expected FIELD = value")
+        if name in _NOT_EDITABLE:
+            raise ValueError(f"line {number}: {name} cannot be edited here")
+        templating.check(value)
+        assignments[name] = value.strip()
+    if not assignments:
+        raise ValueError("no fields to edit")
+    return assignments
+
+
+class EditSettings(BaseModel):
+    fields: str = Field(min_length=1, max_length=20_000)
+
+    @field_validator("fields")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        parse_assignments(value)
+        return value
+
+
+class EditRecord:
+    code: ClassVar[str] = "edit_record"
+    Settings: ClassVar[type[BaseModel]] = EditSettings
+
+    def run(
+        self, ctx: ActionContext, settings: EditSettings, targets: list[Target]
+    ) -> dict[str, Outcome]:
+        assignments = parse_assignments(settings.fields)
+        outcomes: dict[str, Outcome] = {}
+        updates: dict[str, tuple[str, dict[str, Any]]] = {}
+        pending: dict[str, tuple[Send, FieldEdit]] = {}
+        for target in targets:
+            unknown = [f for f in assignments if f not in (target.record or {})]
+            if unknown:
+                outcomes[target.key] = failed(
+                    "unknown_field",
+                    _("Unknown fields: %(fields)s", fields=", ".join(sorted(unknown))),
+                )
+                continue
+            prepared = _prepare(ctx, target, assignments)
+            if isinstance(prepared, Outcome):
+                outcomes[target.key] = prepared
+                continue
+            row, edit = prepared
+            if row.state is not SendState.CLAIMED:
+                outcomes[target.key] = _settled(row, edit)
+                continue
+            pending[target.key] = (row, edit)
+            method = f"{ENTITY_METHODS[target.entity_type]}.update"
+            updates[target.key] = (method, {"id": target.entity_id, "fields": edit.after})
+        if updates:
+            _apply(ctx, updates, pending, outcomes)
+        return outcomes
+
+
+def _prepare(
+    ctx: ActionContext, target: Target, assignments: dict[str, str]
+) -> tuple[Send, FieldEdit] | Outcome:
+    record = target.record or {}
+    context = templating.record_context(target.entity_type, record)
+    try:
+        after = {f: templating.render(v, context) for f, v in assignments.items()}
+    except templating.TemplateProblem as exc:
+        return failed("template", str(exc))
+    row, fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "edit")
+    edit = ctx.session.scalar(
+        select(FieldEdit).where(FieldEdit.portal_id == ctx.portal.id, FieldEdit.key == target.key)
+    )
+    if edit is None:
+        # Kept from the first attempt only: a retry must not record its own edit as "before".
+        edit = FieldEdit(
+            portal_id=ctx.portal.id,
+            key=target.key,
+            entity_type=target.entity_type,
+            entity_id=target.entity_id,
+            before={f: record.get(f) for f in after},
+            after=after,
+        )
+        ctx.session.add(edit)
+        ctx.session.commit()
+    return row, edit
+
+
+def _apply(
+    ctx: ActionContext,
+    updates: dict[str, tuple[str, dict[str, Any]]],
+    pending: dict[str, tuple[Send, FieldEdit]],
+    outcomes: dict[str, Outcome],
+) -> None:
+    result = ctx.client.batch(updates)
+    retry = False
+    for key, (row, edit) in pending.items():
+        error: BitrixError | None = result.errors.get(key)
+        if error is None:
+            ledger.settle(ctx.session, row, SendState.SENT)
+        elif error.retryable:
+            retry = True  # an update is idempotent: the next attempt repeats it
+            continue
+        else:
+            ledger.settle(
+                ctx.session, row, SendState.FAILED, reason=error.description or str(error)
+            )
+        outcomes[key] = _settled(row, edit)
+    if retry:
+        raise RetryLater("some edits got a transient error")
+
+
+def _settled(row: Send, edit: FieldEdit) -> Outcome:
+    if row.state is SendState.SENT:
+        changed = sorted(f for f, v in edit.after.items() if str(edit.before.get(f) or "") != v)
+        return sent(
+            _("Fields changed: %(fields)s", fields=", ".join(changed) or "-"),
+            changed_fields=",".join(changed),
+        )
+    reason = str((row.detail or {}).get("reason", ""))
+    return failed("update_error", _("The record was not changed: %(reason)s", reason=reason))
+
+
+class CommentSettings(BaseModel):
+    text: str = Field(min_length=1, max_length=20_000)
+
+    @field_validator("text")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        templating.check(value)
+        return value
+
+
+class TimelineComment:
+    code: ClassVar[str] = "timeline_comment"
+    Settings: ClassVar[type[BaseModel]] = CommentSettings
+
+    def run(
+        self, ctx: ActionContext, settings: CommentSettings, targets: list[Target]
+    ) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        adds: dict[str, tuple[str, dict[str, Any]]] = {}
+        rows: dict[str, tuple[Send, str]] = {}
+        for target in targets:
+            context = templating.record_context(target.entity_type, target.record or {})
+            try:
+                text = templating.render(settings.text, context).strip()
+            except templating.TemplateProblem as exc:
+                outcomes[target.key] = failed("template", str(exc))
+                continue
+            if not text:
+                outcomes[target.key] = failed("empty_text", _("The comment is empty."))
+                continue
+            row, fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "comment")
+            if not fresh and row.state is SendState.CLAIMED:
+                _reconcile(ctx, row, target, text)
+            if row.state is not SendState.CLAIMED:
+                outcomes[target.key] = _comment_outcome(row)
+                continue
+            rows[target.key] = (row, text)
+            adds[target.key] = (
+                "crm.timeline.comment.add",
+                {
+                    "fields": {
+                        "ENTITY_ID": target.entity_id,
+                        "ENTITY_TYPE": target.entity_type.lower(),
+                        "COMMENT": text,
+                    }
+                },
+            )
+        if adds:
+            result = ctx.client.batch(adds)
+            retry = False
+            for key, (row, _text) in rows.items():
+                error: BitrixError | None = result.errors.get(key)
+                if error is None:
+                    ledger.settle(ctx.session, row, SendState.SENT, str(result.results[key]))
+                elif error.retryable:
+                    retry = True
+                    continue
+                else:
+                    ledger.settle(ctx.session, row, SendState.FAILED, reason=str(error))
+                outcomes[key] = _comment_outcome(row)
+            if retry:
+                raise RetryLater("some comments got a transient error")
+        return outcomes
+
+
+def _reconcile(ctx: ActionContext, row: Send, target: Target, text: str) -> None:
+    """Look for the comment a previous attempt may have added (same record, same text)."""
+    result = ctx.client.batch(
+        {
+            "c": (
+                "crm.timeline.comment.list",
+                {
+                    "filter": {
+                        "ENTITY_ID": target.entity_id,
+                        "ENTITY_TYPE": target.entity_type.lower(),
+                    },
+                    "select": ["ID", "COMMENT"],
+                },
+            )
+        }
+    )
+    if result.errors:
+        raise RetryLater("cannot reconcile the comment")
+    for comment in result.results.get("c") or []:
+        if comment.get("COMMENT") == text:
+            ledger.settle(ctx.session, row, SendState.SENT, str(comment.get("ID")), reconciled=True)
+            return
+
+
+def _comment_outcome(row: Send) -> Outcome:
+    if row.state is SendState.SENT:
+        return sent(_("Comment added."), comment_id=row.external_id)
+    reason = str((row.detail or {}).get("reason", ""))
+    return failed("comment_error", _("The comment was not added: %(reason)s", reason=reason))

@@ -1,0 +1,195 @@
+"""Send SMS through the portal's gateway and write each one to the record's timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from flask_babel import gettext as _
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from marketapp.actions import ledger, templating
+from marketapp.actions.base import (
+    ActionContext,
+    Outcome,
+    RetryLater,
+    Target,
+    communication_owner,
+    failed,
+    multifield,
+    opted_out,
+    sent,
+    skipped,
+)
+from marketapp.channels.phones import InvalidPhone, normalize_phone, sms_size
+from marketapp.channels.sms import SmsError, SmsProvider, provider_for
+from marketapp.models import Send, SendState, SmsMessage
+
+
+class SmsSettings(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+    phone_type: Literal["auto", "MOBILE", "WORK", "HOME", "OTHER"] = "auto"
+    sender_name: str = Field(default="", max_length=64)
+
+    @field_validator("text")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        templating.check(value)
+        return value
+
+
+@dataclass
+class Sms:
+    target: Target
+    phone: str
+    text: str
+
+
+class SendSms:
+    code: ClassVar[str] = "send_sms"
+    Settings: ClassVar[type[BaseModel]] = SmsSettings
+
+    def run(
+        self, ctx: ActionContext, settings: SmsSettings, targets: list[Target]
+    ) -> dict[str, Outcome]:
+        provider = provider_for(ctx.config, ctx.http, ctx.timeout)
+        outcomes: dict[str, Outcome] = {}
+        comments: dict[str, tuple[str, dict[str, Any]]] = {}
+        retry = False
+        for target in targets:
+            sms = _compose(ctx, settings, target)
+            if isinstance(sms, Outcome):
+                outcomes[target.key] = sms
+                continue
+            try:
+                outcome, fresh = _deliver(ctx, provider, settings, sms)
+            except RetryLater:
+                retry = True
+                continue
+            outcomes[target.key] = outcome
+            if fresh and outcome.status == "sent":
+                comments[target.key] = _timeline_comment(sms, outcome)
+        if comments:
+            ctx.client.batch(comments)
+        if retry:
+            raise RetryLater("the SMS gateway asked to try later")
+        return outcomes
+
+
+def _compose(ctx: ActionContext, settings: SmsSettings, target: Target) -> Sms | Outcome:
+    _type, _id, owner = communication_owner(target)
+    if opted_out(owner, ctx.config.no_sms_field):
+        return skipped("opted_out", _("The client opted out of SMS."))
+    raw = multifield(owner, "PHONE", settings.phone_type, prefer="MOBILE")
+    if not raw:
+        return skipped("no_phone", _("The record has no phone number."))
+    try:
+        phone = normalize_phone(raw, ctx.config.default_country)
+    except InvalidPhone:
+        return skipped("invalid_phone", _("The phone number %(phone)s is invalid.", phone=raw))
+    try:
+        text = templating.render(
+            settings.text, templating.record_context(target.entity_type, target.record or {})
+        ).strip()
+    except templating.TemplateProblem as exc:
+        return failed("template", str(exc))
+    if not text:
+        return skipped("empty_text", _("The message is empty for this record."))
+    limit = ctx.config.sms_max_length
+    if len(text) > limit:
+        return skipped(
+            "too_long",
+            _(
+                "The message has %(n)s characters; the limit is %(limit)s.",
+                n=len(text),
+                limit=limit,
+            ),
+        )
+    return Sms(target, phone, text)
+
+
+def _deliver(
+    ctx: ActionContext, provider: SmsProvider, settings: SmsSettings, sms: Sms
+) -> tuple[Outcome, bool]:
+    key = sms.target.key
+    row, fresh = ledger.claim(ctx.session, ctx.portal.id, key, "sms")
+    if not fresh and row.state is SendState.CLAIMED:
+        _reconcile(ctx, row)
+    if row.state is not SendState.CLAIMED:
+        return _settled(ctx, row), False
+    size = sms_size(sms.text)
+    message = SmsMessage(
+        portal_id=ctx.portal.id,
+        key=key,
+        provider=provider.name,
+        phone=sms.phone,
+        text=sms.text,
+        sender=settings.sender_name,
+        segments=size.segments,
+        encoding=size.encoding,
+        entity_type=sms.target.entity_type,
+        entity_id=sms.target.entity_id,
+    )
+    ctx.session.add(message)  # written before the attempt: proof we may have sent it
+    ctx.session.commit()
+    try:
+        receipt = provider.send(key, sms.phone, sms.text, settings.sender_name)
+    except SmsError as exc:
+        if exc.unknown:
+            raise RetryLater(str(exc)) from exc  # reconciled (never resent) next time
+        ctx.session.delete(message)
+        if exc.retryable:
+            ledger.release(ctx.session, row)
+            raise RetryLater(str(exc)) from exc
+        ledger.settle(ctx.session, row, SendState.FAILED, reason=str(exc))
+        return _settled(ctx, row), True
+    message.provider_message_id = receipt.message_id
+    message.status = receipt.status
+    ledger.settle(ctx.session, row, SendState.SENT, receipt.message_id, segments=size.segments)
+    return _settled(ctx, row), True
+
+
+def _reconcile(ctx: ActionContext, row: Send) -> None:
+    """A claimed send: if its message row exists the gateway may have it; never resend then."""
+    message = ctx.session.scalar(
+        select(SmsMessage).where(SmsMessage.portal_id == ctx.portal.id, SmsMessage.key == row.key)
+    )
+    if message is None:
+        return  # the attempt never reached the gateway: try it now
+    if message.provider_message_id:
+        ledger.settle(
+            ctx.session, row, SendState.SENT, message.provider_message_id, segments=message.segments
+        )
+    else:
+        message.status = "unknown"
+        ledger.settle(ctx.session, row, SendState.FAILED, reason="outcome unknown; not resent")
+
+
+def _settled(ctx: ActionContext, row: Send) -> Outcome:
+    detail = row.detail or {}
+    if row.state is SendState.SENT:
+        return sent(
+            _("SMS sent."), message_id=row.external_id, segments=int(detail.get("segments", 0))
+        )
+    reason = str(detail.get("reason", ""))
+    return failed("send_error", _("The SMS was not sent: %(reason)s", reason=reason))
+
+
+def _timeline_comment(sms: Sms, outcome: Outcome) -> tuple[str, dict[str, Any]]:
+    text = _(
+        "SMS to %(phone)s (%(segments)s segments): %(text)s",
+        phone=sms.phone,
+        segments=outcome.values.get("segments", 0),
+        text=sms.text,
+    )
+    return (
+        "crm.timeline.comment.add",
+        {
+            "fields": {
+                "ENTITY_ID": sms.target.entity_id,
+                "ENTITY_TYPE": sms.target.entity_type.lower(),
+                "COMMENT": text,
+            }
+        },
+    )

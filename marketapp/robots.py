@@ -1,0 +1,254 @@
+"""Robot calls: accept them fast, run them in batches, always answer Bitrix24.
+
+The handler stores the call (deduplicated by ``event_token``) and queues
+:func:`process_robot_calls` for the portal. The job claims up to 50 waiting calls with a lease,
+loads their records in one batch, runs each action over its group of calls, and answers every
+call with ``bizproc.event.send`` (return values and a log message in the portal's language),
+also when the action failed or skipped. A call whose worker died is picked up again once its
+lease expires; the ledger keeps its side effect from happening twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from pydantic import ValidationError
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from marketapp.actions import ACTIONS
+from marketapp.actions.base import (
+    ENTITY_METHODS,
+    ActionContext,
+    Outcome,
+    RetryLater,
+    Target,
+    failed,
+    load_records,
+    skipped,
+)
+from marketapp.bitrix.client import client_for
+from marketapp.bitrix.errors import BitrixError
+from marketapp.bitrix.http import shared_session
+from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
+from marketapp.db import db_session
+from marketapp.jobs import enqueue, job
+from marketapp.models import Portal, PortalSettings, PortalStatus, RobotCall, RobotCallState
+from marketapp.settings import get_settings
+
+log = logging.getLogger(__name__)
+GROUP_SIZE = 50
+LEASE = timedelta(minutes=5)
+
+
+def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> bool:
+    """Store a verified robot call and queue its processing; False for a repeated delivery."""
+    token_hash = hashlib.sha256(payload.event_token.encode()).hexdigest()
+    exists = session.scalar(
+        select(RobotCall.id).where(
+            RobotCall.portal_id == portal.id, RobotCall.event_token_hash == token_hash
+        )
+    )
+    if exists is not None:
+        return False
+    entity_type, entity_id = _document(payload.document_id[2])
+    session.add(
+        RobotCall(
+            portal_id=portal.id,
+            event_token_hash=token_hash,
+            event_token=payload.event_token,
+            code=payload.code,
+            workflow_id=payload.workflow_id,
+            document_id=payload.document_id[2],
+            entity_type=entity_type,
+            entity_id=entity_id,
+            properties=payload.properties,
+            use_subscription=payload.use_subscription,
+        )
+    )
+    enqueue(process_robot_calls, portal.id)
+    session.commit()
+    return True
+
+
+def _document(document_id: str) -> tuple[str, int]:
+    """``CONTACT_42`` → (``CONTACT``, 42); other document kinds keep their prefix."""
+    prefix, _sep, tail = document_id.rpartition("_")
+    return prefix.upper(), int(tail) if tail.isdigit() else 0
+
+
+@job(retries=20, retry_delay=5)
+def process_robot_calls(portal_id: int) -> None:
+    """Run every waiting robot call of a portal, in groups of up to 50."""
+    session = db_session()
+    portal = session.get(Portal, portal_id)
+    if portal is None or portal.status is not PortalStatus.ACTIVE:
+        return  # uninstalled or waiting for re-authorisation: calls stay queued
+    context = _context(session, portal)
+    retry = False
+    with force_locale(portal.language):
+        while calls := _claim(session, portal_id):
+            try:
+                _run(context, calls)
+            except (RetryLater, BitrixError) as exc:
+                if isinstance(exc, BitrixError) and not exc.retryable:
+                    raise
+                log.warning(
+                    "robot calls will be retried", extra={"portal_id": portal_id, "why": str(exc)}
+                )
+                _release(session, calls)
+                retry = True
+                break
+    if retry:
+        raise RetryLater("robot calls left for a retry")
+
+
+def _context(session: Session, portal: Portal) -> ActionContext:
+    config = session.scalar(select(PortalSettings).where(PortalSettings.portal_id == portal.id))
+    settings = get_settings()
+    return ActionContext(
+        session=session,
+        portal=portal,
+        client=client_for(portal),
+        config=config or PortalSettings(portal_id=portal.id),
+        app_code=settings.app_code,
+        http=shared_session(),
+        timeout=settings.http_timeout,
+    )
+
+
+def _claim(session: Session, portal_id: int) -> list[RobotCall]:
+    now = datetime.now(UTC)
+    candidates = session.scalars(
+        select(RobotCall.id)
+        .where(
+            RobotCall.portal_id == portal_id,
+            or_(
+                RobotCall.state == RobotCallState.QUEUED,
+                (RobotCall.state == RobotCallState.RUNNING) & (RobotCall.lease_until < now),
+            ),
+        )
+        .order_by(RobotCall.id)
+        .limit(GROUP_SIZE)
+    ).all()
+    claimed: list[int] = []
+    for call_id in candidates:
+        taken = session.execute(
+            update(RobotCall)
+            .where(
+                RobotCall.id == call_id,
+                or_(
+                    RobotCall.state == RobotCallState.QUEUED,
+                    (RobotCall.state == RobotCallState.RUNNING) & (RobotCall.lease_until < now),
+                ),
+            )
+            .values(
+                state=RobotCallState.RUNNING,
+                lease_until=now + LEASE,
+                attempts=RobotCall.attempts + 1,
+            )
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(call_id)
+    session.commit()
+    return list(session.scalars(select(RobotCall).where(RobotCall.id.in_(claimed))))
+
+
+def _release(session: Session, calls: list[RobotCall]) -> None:
+    for call in calls:
+        if call.state is RobotCallState.RUNNING:
+            call.state = RobotCallState.QUEUED
+            call.lease_until = None
+    session.commit()
+
+
+def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
+    todo = [c for c in calls if not c.status]  # a retried call may only lack its answer
+    outcomes = _run_actions(ctx, todo)
+    for call in todo:
+        outcome = outcomes[_key(call)]
+        call.status = outcome.status
+        call.return_values = outcome.return_values()
+        call.log_message = outcome.message
+    ctx.session.commit()
+    _answer(ctx, calls)
+
+
+def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    runnable: list[RobotCall] = []
+    for call in calls:
+        if call.code not in ACTIONS:
+            outcomes[_key(call)] = failed(
+                "unknown_robot", _("Unknown robot %(code)s.", code=call.code)
+            )
+        elif call.entity_type not in ENTITY_METHODS:
+            outcomes[_key(call)] = skipped(
+                "unsupported_document",
+                _("This robot works on contacts, companies, deals and leads only."),
+            )
+        else:
+            runnable.append(call)
+    targets = {_key(c): Target(c.entity_type, c.entity_id, _key(c)) for c in runnable}
+    if targets:
+        outcomes.update(load_records(ctx.client, list(targets.values())))
+    groups: dict[tuple[str, str], list[RobotCall]] = defaultdict(list)
+    for call in runnable:
+        if _key(call) not in outcomes:
+            groups[(call.code, json.dumps(call.properties, sort_keys=True))].append(call)
+    for (code, _props), group in groups.items():
+        action = ACTIONS[code]
+        try:
+            settings = action.Settings.model_validate(group[0].properties)
+        except ValidationError as exc:
+            problem = _("Robot settings are invalid: %(problems)s", problems=_problems(exc))
+            outcomes.update({_key(c): failed("invalid_settings", problem) for c in group})
+            continue
+        outcomes.update(action.run(ctx, settings, [targets[_key(c)] for c in group]))
+    return outcomes
+
+
+def _answer(ctx: ActionContext, calls: list[RobotCall]) -> None:
+    """``bizproc.event.send`` for every subscribed call; the others are simply closed."""
+    commands = {
+        str(c.id): (
+            "bizproc.event.send",
+            {
+                "EVENT_TOKEN": c.event_token,
+                "RETURN_VALUES": c.return_values,
+                "LOG_MESSAGE": c.log_message,
+            },
+        )
+        for c in calls
+        if c.use_subscription
+    }
+    result = ctx.client.batch(commands) if commands else None
+    retry = False
+    for call in calls:
+        error = result.errors.get(str(call.id)) if result else None
+        if error is not None and error.retryable:
+            retry = True
+            continue
+        if error is not None:
+            # The workflow is gone (timed out or deleted): nobody is waiting for the answer.
+            log.warning("robot answer refused", extra={"call_id": call.id, "error": str(error)})
+        call.state = RobotCallState.DONE
+        call.answered_at = datetime.now(UTC)
+        call.lease_until = None
+    ctx.session.commit()
+    if retry:
+        raise RetryLater("bizproc.event.send will be retried")
+
+
+def _key(call: RobotCall) -> str:
+    return f"robot:{call.id}"
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
