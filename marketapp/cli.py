@@ -121,5 +121,63 @@ def _stop(children: list[subprocess.Popen[Any]]) -> None:
             child.kill()
 
 
+@main.command()
+@click.option("--port", default=8100, show_default=True, help="one port for every address")
+@click.option(
+    "--portals", default="standard,enterprise", show_default=True, help="plans, one per portal"
+)
+@click.option("--seed", default=1, show_default=True, help="random seed (ids, tokens, data)")
+@click.option("--records", default=50, show_default=True, help="seeded contacts per portal")
+@click.option("--limits/--no-limits", default=True, show_default=True, help="REST limits")
+@click.option("--tls", is_flag=True, help="serve HTTPS with a generated self-signed certificate")
+@click.option("--app-url", default="", help="register an app with this handler URL")
+@click.option("--app-installer-url", default="", help="its installer URL (default: the handler)")
+@click.option("--app-client-id", default="local.marketapp", show_default=True)
+@click.option(
+    "--app-client-secret", default="", help="default: MARKETAPP_CLIENT_SECRET or generated"
+)
+@click.option(
+    "--app-scopes", default="crm,placement,bizproc,user,task,im,messageservice", show_default=True
+)
+def devportal(
+    port: int,
+    portals: str,
+    seed: int,
+    records: int,
+    limits: bool,
+    tls: bool,
+    app_url: str,
+    app_installer_url: str,
+    app_client_id: str,
+    app_client_secret: str,
+    app_scopes: str,
+) -> None:
+    """Run the Bitrix24 portal emulator alone (OAuth on 127.0.0.1, portals on 127.0.0.2...)."""
+    from marketapp.devportal import DevportalServer
+    from marketapp.devportal.seed import seed_portal
+
+    config = {"seed": seed, "limits_enabled": limits, "portals": portals.split(",")}
+    server = DevportalServer(config, port=port, tls=tls, quiet=False).start()
+    emu = server.emulator
+    for portal in emu.portals:
+        seed_portal(emu, portal, records)
+    if app_url:
+        secret = app_client_secret or os.environ.get("MARKETAPP_CLIENT_SECRET", "")
+        app = emu.register_app(
+            client_id=app_client_id,
+            client_secret=secret or emu.alnum(40),
+            code="smart_scenarios",
+            handler_url=app_url,
+            installer_url=app_installer_url or app_url,
+            scopes=app_scopes.split(","),
+        )
+        click.echo(f"app {app.client_id} registered (its secret: GET {server.url}/_emulator/state)")
+    click.echo(f"OAuth server and inspection API: {server.url}/  (/_emulator/state)")
+    for portal in emu.portals:
+        shell = f"{server.portal_url(portal.index + 1)}/crm/contact/list/"
+        click.echo(f"portal {portal.index + 1} ({portal.plan}): {shell}")
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,379 @@
+"""CRM methods: legacy ``crm.{contact,company,deal,lead}.*``, ``crm.item.*``, activities."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from marketapp.devportal import crm, lifecycle, phpform, robots
+from marketapp.devportal.errors import RestError, legacy
+from marketapp.devportal.registry import Ctx, ListPage, method, param
+
+PAGE = 50
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def paginate(rows: list[Any], params: dict[str, Any]) -> ListPage:
+    """50 per page; ``start=-1`` gives the first page without ``total``/``next`` (§3.5)."""
+    try:
+        start = int(param(params, "start", default=0) or 0)
+    except (TypeError, ValueError):
+        start = 0
+    if start == -1:
+        return ListPage(rows[:PAGE])
+    start = max(start, 0)
+    end = start + PAGE
+    return ListPage(rows[start:end], total=len(rows), next=end if end < len(rows) else None)
+
+
+def _field_getter(row: dict[str, Any]) -> Callable[[str], Any]:
+    return lambda name: row.get(name.upper())
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _id(params: dict[str, Any]) -> int:
+    raw = param(params, "id", default=None)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise legacy("ID is not defined or invalid.")
+    return value
+
+
+def _record(ctx: Ctx, entity: str, rid: int, missing: str = "Not found") -> dict[str, Any]:
+    record = ctx.portal.crm.records[entity].get(rid)
+    if record is None:
+        raise legacy(missing)
+    return record
+
+
+def _check_emails(fields: dict[str, Any]) -> None:
+    items = fields.get("EMAIL") or fields.get("email") or []
+    for item in phpform.as_list(items):
+        value = item.get("VALUE", "") if isinstance(item, dict) else ""
+        if value and not EMAIL.match(str(value)):
+            kind = str(item.get("VALUE_TYPE", "WORK")).capitalize()
+            raise RestError(
+                "ERROR_CORE", f"The field {kind} e-mail contains an invalid address", 400
+            )
+
+
+def _stage(record: dict[str, Any]) -> Any:
+    return record.get("STAGE_ID", record.get("STATUS_ID"))
+
+
+def _after_save(ctx: Ctx, entity: str, record: dict[str, Any], action: str, old_stage: Any) -> None:
+    """Emit ONCRM*ADD/UPDATE and run automation rules on stage entry (§9.28)."""
+    event = f"ONCRM{entity.upper()}{action}"
+    lifecycle.dispatch_event(
+        ctx.emu, ctx.portal, event, {"FIELDS": {"ID": str(record["ID"])}}, ctx.user.id
+    )
+    stage = _stage(record)
+    if stage is None or stage == old_stage:
+        return
+    for rule in ctx.portal.automation:
+        if rule["entity"] == entity and rule["stage"] == stage:
+            robots.run_robot(
+                ctx.emu,
+                ctx.portal,
+                rule["client_id"],
+                rule["code"],
+                f"{entity.upper()}_{record['ID']}",
+                rule.get("properties"),
+                rule.get("run_as"),
+                int(rule.get("timeout_duration", 0)),
+            )
+
+
+def _legacy_methods(entity: str) -> None:
+    label = entity.capitalize()
+
+    @method(f"crm.{entity}.get", "crm")
+    def get(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+        return crm.legacy_view(entity, _record(ctx, entity, _id(params)))
+
+    @method(f"crm.{entity}.list", "crm")
+    def list_(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+        flt = _dict(param(params, "filter", default={}))
+        select = param(params, "select", default=None)
+        order = _dict(param(params, "order", default={}))
+        rows = [
+            r
+            for r in ctx.portal.crm.records[entity].values()
+            if crm.matches(crm.legacy_getter(entity, r), flt)
+        ]
+        rows = crm.sort_records(rows, order, lambda r, n: crm.legacy_getter(entity, r)(n))
+        page = paginate(rows, params)
+        fields = phpform.as_list(select) if select else ["*"]
+        page.items = [crm.legacy_view(entity, r, fields) for r in page.items]
+        return page
+
+    @method(f"crm.{entity}.add", "crm")
+    def add(ctx: Ctx, params: dict[str, Any]) -> int:
+        fields = _dict(param(params, "fields", default={}))
+        if not fields:
+            raise legacy("Parameter 'fields' must be array.")
+        _check_emails(fields)
+        rid = ctx.portal.crm.add(entity, fields, ctx.user.id, ctx.emu.clock.now())
+        _after_save(ctx, entity, ctx.portal.crm.records[entity][rid], "ADD", None)
+        return rid
+
+    @method(f"crm.{entity}.update", "crm")
+    def update(ctx: Ctx, params: dict[str, Any]) -> bool:
+        record = _record(ctx, entity, _id(params), f"{label} is not found")
+        fields = _dict(param(params, "fields", default={}))
+        if not fields:
+            raise legacy("Parameter 'fields' must be array.")
+        _check_emails(fields)
+        old_stage = _stage(record)
+        ctx.portal.crm.apply_legacy(entity, record, fields)
+        record["DATE_MODIFY"] = crm.iso(ctx.emu.clock.now())
+        record["MODIFY_BY_ID"] = ctx.user.id
+        _after_save(ctx, entity, record, "UPDATE", old_stage)
+        return True
+
+    del get, list_, add, update
+
+
+for _name in ("contact", "company", "deal", "lead"):
+    _legacy_methods(_name)
+
+
+# -- crm.item.* -----------------------------------------------------------------------------------
+def _entity(params: dict[str, Any]) -> str:
+    try:
+        type_id = int(param(params, "entityTypeId", default=0) or 0)
+    except (TypeError, ValueError):
+        type_id = 0
+    if type_id not in crm.TYPE_NAMES:
+        raise RestError("NOT_FOUND", "Smart process not found", 400)
+    return crm.TYPE_NAMES[type_id]
+
+
+def _item(ctx: Ctx, entity: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        rid = int(param(params, "id", default=0) or 0)
+    except (TypeError, ValueError):
+        rid = 0
+    record = ctx.portal.crm.records[entity].get(rid)
+    if record is None:
+        raise RestError("NOT_FOUND", "Element not found", 400)
+    return record
+
+
+@method("crm.item.get", "crm")
+def item_get(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    entity = _entity(params)
+    return {"item": crm.item_view(entity, _item(ctx, entity, params))}
+
+
+@method("crm.item.list", "crm")
+def item_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    entity = _entity(params)
+    flt = _dict(param(params, "filter", default={}))
+    order = _dict(param(params, "order", default={}))
+    select = phpform.as_list(param(params, "select", default=None)) or ["*"]
+    rows = [
+        r
+        for r in ctx.portal.crm.records[entity].values()
+        if crm.matches(crm.item_getter(entity, r), flt)
+    ]
+    rows = crm.sort_records(
+        rows, order or {"id": "ASC"}, lambda r, n: crm.item_getter(entity, r)(n)
+    )
+    page = paginate(rows, params)
+    page.items = {"items": [crm.item_view(entity, r, select) for r in page.items]}
+    return page
+
+
+@method("crm.item.update", "crm")
+def item_update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    entity = _entity(params)
+    record = _item(ctx, entity, params)
+    fields = param(params, "fields", default=None)
+    if not isinstance(fields, dict):
+        raise RestError(100, "Could not find value for parameter {fields}", 400)
+    old_stage = _stage(record)
+    before = repr(record)
+    changes: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "fm":
+            if not isinstance(value, dict | list):
+                raise RestError(100, "Expected iterable value for multiple field fm", 400)
+            ctx.portal.crm.apply_fm(record, value)
+        else:
+            changes[crm.from_camel(entity, key, record)] = value
+    _check_emails(changes)
+    ctx.portal.crm.apply_legacy(entity, record, changes)
+    if repr(record) != before:  # nothing is saved (or triggered) when nothing changed
+        record["DATE_MODIFY"] = crm.iso(ctx.emu.clock.now())
+        record["MODIFY_BY_ID"] = ctx.user.id
+        _after_save(ctx, entity, record, "UPDATE", old_stage)
+    return {"item": crm.item_view(entity, record)}
+
+
+# -- activities -----------------------------------------------------------------------------------
+ACTIVITY_TYPES = {"1", "2", "4", "6"}
+
+
+def _validate_activity(ctx: Ctx, fields: dict[str, Any]) -> list[dict[str, Any]]:
+    if not str(fields.get("SUBJECT") or "").strip():
+        raise legacy("The field SUBJECT is not defined or empty")
+    if not str(fields.get("RESPONSIBLE_ID") or "").isdigit():
+        raise legacy("The field RESPONSIBLE_ID is not defined or invalid")
+    if str(fields.get("TYPE_ID") or "") not in ACTIVITY_TYPES:
+        raise legacy("The field TYPE_ID is not defined or invalid")
+    comms = [c for c in phpform.as_list(fields.get("COMMUNICATIONS")) if isinstance(c, dict)]
+    if not comms:
+        raise legacy("The field COMMUNICATIONS is not defined or invalid")
+    if str(fields["TYPE_ID"]) == "4" and len(comms) > 1:
+        raise legacy("The only one communication is allowed for activity of specified type")
+    owner = crm.TYPE_NAMES.get(int(fields.get("OWNER_TYPE_ID") or 0))
+    if owner is None or int(fields.get("OWNER_ID") or 0) not in ctx.portal.crm.records[owner]:
+        raise legacy(
+            "Could not build binding. Please ensure that owner info and communications are defined."
+        )
+    if fields.get("PROVIDER_ID") and ctx.install is None:
+        raise legacy("Application context required")
+    return comms
+
+
+@method("crm.activity.add", "crm")
+def activity_add(ctx: Ctx, params: dict[str, Any]) -> int:
+    fields = {str(k).upper(): v for k, v in _dict(param(params, "fields", default={})).items()}
+    comms = _validate_activity(ctx, fields)
+    store = ctx.portal.crm
+    aid = store.new_id("activity")
+    now = ctx.emu.clock.now()
+    is_email = str(fields["TYPE_ID"]) == "4"
+    activity = {
+        **{k: v for k, v in fields.items() if k != "COMMUNICATIONS"},
+        "ID": aid,
+        "COMMUNICATIONS": comms,
+        "COMPLETED": str(fields.get("COMPLETED") or "N").upper(),
+        "DIRECTION": str(fields.get("DIRECTION") or "1"),
+        "PROVIDER_ID": fields.get("PROVIDER_ID") or ("CRM_EMAIL" if is_email else ""),
+        "CREATED": crm.iso(now),
+        "LAST_UPDATED": crm.iso(now),
+        "AUTHOR_ID": ctx.user.id,
+    }
+    store.activities[aid] = activity
+    if is_email and activity["DIRECTION"] == "2" and activity["COMPLETED"] == "Y":
+        _send_email(ctx, activity, comms[0], now)
+    lifecycle.dispatch_event(
+        ctx.emu, ctx.portal, "ONCRMACTIVITYADD", {"FIELDS": {"ID": str(aid)}}, ctx.user.id
+    )
+    return aid
+
+
+def _send_email(ctx: Ctx, activity: dict[str, Any], comm: dict[str, Any], now: float) -> None:
+    """Put the e-mail in the portal outbox, or fail after the activity exists (as Bitrix24 does)."""
+    to = str(comm.get("VALUE") or "")
+    injected = ctx.portal.faults.get("email_error")
+    if injected:
+        raise legacy(f"Email send error. {injected}")
+    if not to:
+        raise legacy('Email send error. "To" is not found')
+    if not EMAIL.match(to):
+        raise legacy("Email send error. Invalid email is specified")
+    settings = _dict(activity.get("SETTINGS"))
+    ctx.portal.outbox.append(
+        {
+            "activity_id": activity["ID"],
+            "time": now,
+            "from": settings.get("MESSAGE_FROM") or ctx.user.email,
+            "to": to,
+            "subject": activity.get("SUBJECT"),
+            "body": activity.get("DESCRIPTION", ""),
+            "description_type": str(activity.get("DESCRIPTION_TYPE", "1")),
+            "owner_type_id": str(activity.get("OWNER_TYPE_ID")),
+            "owner_id": str(activity.get("OWNER_ID")),
+            "origin_id": activity.get("ORIGIN_ID"),
+            "originator_id": activity.get("ORIGINATOR_ID"),
+        }
+    )
+
+
+def _activity_view(activity: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in activity.items():
+        out[key] = (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
+    out["COMMUNICATIONS"] = [
+        {**{k: str(v) if isinstance(v, int) else v for k, v in c.items()}, "TYPE": "EMAIL"}
+        for c in activity["COMMUNICATIONS"]
+    ]
+    return out
+
+
+@method("crm.activity.get", "crm")
+def activity_get(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    activity = ctx.portal.crm.activities.get(_id(params))
+    if activity is None:
+        raise legacy("Not found")
+    return _activity_view(activity)
+
+
+@method("crm.activity.list", "crm")
+def activity_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    flt = _dict(param(params, "filter", default={}))
+    order = _dict(param(params, "order", default={}))
+    select = phpform.as_list(param(params, "select", default=None))
+    rows = [a for a in ctx.portal.crm.activities.values() if crm.matches(_field_getter(a), flt)]
+    rows = crm.sort_records(rows, order, lambda a, n: a.get(n.upper()))
+    page = paginate(rows, params)
+    views = [_activity_view(a) for a in page.items]
+    if select and "*" not in select:
+        wanted = {"ID", *(str(s).upper() for s in select)}
+        views = [{k: v for k, v in view.items() if k in wanted} for view in views]
+    page.items = views
+    return page
+
+
+# -- timeline comments ----------------------------------------------------------------------------
+@method("crm.timeline.comment.add", "crm")
+def comment_add(ctx: Ctx, params: dict[str, Any]) -> int:
+    fields = params.get("fields")
+    if not isinstance(fields, dict):
+        raise RestError(100, "Could not find value for parameter {fields}", 400)
+    fields = {str(k).upper(): v for k, v in fields.items()}
+    entity = str(fields.get("ENTITY_TYPE") or "").lower()
+    try:
+        rid = int(fields.get("ENTITY_ID") or 0)
+    except (TypeError, ValueError):
+        rid = 0
+    if entity not in crm.ENTITY_TYPES or rid not in ctx.portal.crm.records[entity]:
+        raise RestError("OWNER_NOT_FOUND", "Owner element not found", 400)
+    if not str(fields.get("COMMENT") or "").strip():
+        raise RestError("INVALID_ARG_VALUE", "Empty comment message", 400)
+    cid = ctx.portal.crm.new_id("comment")
+    ctx.portal.crm.comments[cid] = {
+        "ID": cid,
+        "CREATED": crm.iso(ctx.emu.clock.now()),
+        "ENTITY_ID": rid,
+        "ENTITY_TYPE": entity,
+        "AUTHOR_ID": ctx.user.id,
+        "COMMENT": str(fields["COMMENT"]),
+        "FILES": [],
+    }
+    return cid
+
+
+@method("crm.timeline.comment.list", "crm")
+def comment_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    flt = _dict(param(params, "filter", default={}))
+    order = _dict(param(params, "order", default={}))
+    rows = [c for c in ctx.portal.crm.comments.values() if crm.matches(_field_getter(c), flt)]
+    rows = crm.sort_records(rows, order, lambda c, n: c.get(n.upper()))
+    page = paginate(rows, params)
+    page.items = [
+        {k: str(v) if isinstance(v, int) else v for k, v in c.items()} for c in page.items
+    ]
+    return page
