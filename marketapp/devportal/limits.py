@@ -90,7 +90,7 @@ class OperatingBudget:
         buckets = self._live(key, now)
         operating = sum(b.total for b in buckets)
         reset_at = buckets[0].first_call + self.WINDOW if buckets else now + self.WINDOW
-        return round(operating, 6), int(reset_at)
+        return round(operating, 6), math.ceil(reset_at)
 
     def state(self, now: float) -> list[dict[str, Any]]:
         out = []

@@ -104,7 +104,12 @@ class DevportalServer:
             ssl_context = (str(cert), str(key))
         for address in addresses:
             server = make_server(
-                address, port, self.app, threaded=True, request_handler=self._handler, ssl_context=ssl_context
+                address,
+                port,
+                self.app,
+                threaded=True,
+                request_handler=self._handler,
+                ssl_context=ssl_context,
             )
             thread = threading.Thread(
                 target=server.serve_forever, name=f"devportal-{address}", daemon=True
