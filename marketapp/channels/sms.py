@@ -105,7 +105,7 @@ class TwilioProvider:
         body = self._request("POST", "Messages.json", data=form)
         if not body.get("sid"):
             # Accepted (2xx) but unreadable: the message may be on its way; never resend.
-            raise SmsError("Twilio accepted the request without a message sid")
+            raise SmsError("Twilio accepted the request without a message sid", unknown=True)
         return SmsReceipt(str(body["sid"]), _TWILIO_STATUS.get(str(body.get("status")), "queued"))
 
     def status(self, message_id: str) -> str:
@@ -139,11 +139,15 @@ class SmsRuProvider:
         if sender or self.sender:
             form["from"] = sender or self.sender
         body = self._request("sms/send", form)
-        entry: dict[str, Any] = next(iter((body.get("sms") or {}).values()), {})
+        entry: dict[str, Any] | None = next(iter((body.get("sms") or {}).values()), None)
+        if not isinstance(entry, dict):
+            # Accepted without a per-number result: the message may be on its way.
+            raise SmsError("SMS.ru accepted the request without a per-number result", unknown=True)
         if entry.get("status") != "OK":
             raise SmsError(f"SMS.ru error {entry.get('status_code')}: {entry.get('status_text')}")
         if not entry.get("sms_id"):
-            raise SmsError("SMS.ru accepted the request without an sms_id")
+            # Accepted but unreadable: the message may be on its way; never resend.
+            raise SmsError("SMS.ru accepted the request without an sms_id", unknown=True)
         code = int(entry.get("status_code", 100))
         return SmsReceipt(str(entry["sms_id"]), _SMSRU_STATUS.get(code, "queued"))
 
@@ -159,6 +163,9 @@ class SmsRuProvider:
         body = _json(resp)
         if resp.status_code >= 500:
             raise SmsError(f"SMS.ru answered HTTP {resp.status_code}", retryable=True)
+        if resp.ok and not body:
+            # A 2xx without a readable answer: the request may have been carried out.
+            raise SmsError(f"SMS.ru answered HTTP {resp.status_code} without JSON", unknown=True)
         if body.get("status") != "OK":
             # {"status": "ERROR", "status_code": 200, "status_text": "Неправильный api_id"}
             raise SmsError(f"SMS.ru error {body.get('status_code')}: {body.get('status_text')}")
