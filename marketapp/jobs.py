@@ -72,7 +72,7 @@ class Jobs:
                 return spec.func(*args, **kwargs)
 
         self.tasks[name] = self.huey.task(
-            retries=spec.retries, retry_delay=spec.retry_delay, name=name
+            retries=spec.retries, retry_delay=spec.retry_delay, name=spec.func.__qualname__
         )(run_in_app)
 
     def send(self, name: str, *args: Any) -> None:

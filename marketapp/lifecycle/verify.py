@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from flask import current_app
 
 from marketapp.settings import get_settings
 
@@ -59,16 +60,23 @@ def verify_install(server_endpoint: str, access_token: str, member_id: str, doma
     return int(result.get("user_id") or 0)
 
 
-_profile_cache: dict[str, tuple[float, PortalUser]] = {}
 _cache_lock = threading.Lock()
+
+
+def _profile_cache() -> dict[str, tuple[float, PortalUser]]:
+    cache: dict[str, tuple[float, PortalUser]] = current_app.extensions.setdefault(
+        "marketapp.profile_cache", {}
+    )
+    return cache
 
 
 def portal_user(client_endpoint: str, auth_id: str) -> PortalUser:
     """Who owns ``auth_id`` on the portal at ``client_endpoint`` (cached for a minute)."""
     key = hashlib.sha256(f"{client_endpoint}\0{auth_id}".encode()).hexdigest()
     now = time.monotonic()
+    cache = _profile_cache()
     with _cache_lock:
-        hit = _profile_cache.get(key)
+        hit = cache.get(key)
         if hit and hit[0] > now:
             return hit[1]
     data = _get_json(f"{client_endpoint}profile", {"auth": auth_id})
@@ -77,9 +85,9 @@ def portal_user(client_endpoint: str, auth_id: str) -> PortalUser:
         raise VerificationError("the portal did not recognise the user token")
     user = PortalUser(int(result["ID"]), bool(result.get("ADMIN")))
     with _cache_lock:
-        for stale in [k for k, (exp, _) in _profile_cache.items() if exp <= now]:
-            del _profile_cache[stale]
-        _profile_cache[key] = (now + PROFILE_CACHE_SECONDS, user)
+        for stale in [k for k, (exp, _) in cache.items() if exp <= now]:
+            del cache[stale]
+        cache[key] = (now + PROFILE_CACHE_SECONDS, user)
     return user
 
 
