@@ -1,4 +1,4 @@
-"""End-to-end harness: the app served over HTTP with a real queue and worker, the emulator beside it."""
+"""End-to-end harness: the app over HTTP with a real queue and worker, beside the emulator."""
 
 from __future__ import annotations
 
