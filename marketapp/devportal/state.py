@@ -140,6 +140,8 @@ class Workflow:
     finished: bool = False
     return_values: dict[str, Any] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
+    # Every bizproc.event.send received for this run, repeats included (for assertions).
+    sends: int = 0
 
 
 @dataclass

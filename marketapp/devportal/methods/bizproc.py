@@ -142,6 +142,9 @@ def _workflow(ctx: Ctx, params: dict[str, Any]) -> Workflow:
 
 @method("bizproc.event.send", "bizproc")
 def event_send(ctx: Ctx, params: dict[str, Any]) -> bool:
+    sent_for = robots.find_by_token(ctx.emu, str(param(params, "EVENT_TOKEN", default="") or ""))
+    if sent_for is not None:
+        sent_for.sends += 1
     wf = _workflow(ctx, params)
     if wf.state != "waiting":
         return True  # a repeated send changes nothing while the workflow exists

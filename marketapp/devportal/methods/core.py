@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Any
 
 from marketapp.devportal.errors import RestError, app_context_required
@@ -55,7 +56,7 @@ def app_info(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     if install is None:
         raise app_context_required()
     return {
-        "ID": str(abs(hash(install.app.client_id)) % 1000),
+        "ID": str(zlib.crc32(install.app.client_id.encode()) % 1000),
         "CODE": install.app.code,
         "VERSION": install.version,
         "STATUS": install.status,
