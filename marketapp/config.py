@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     bx24_js_url: str = "//api.bitrix24.com/api/v1/"
     jobs_immediate: bool = False
     jobs_workers: int = 2
+    # Seconds before a failed job runs again (each job has its own default when unset).
+    jobs_retry_delay: float | None = None
+    # Robot calls wait this long so that a burst (a smart scenario on 1,000 records) is
+    # handled in groups of up to 50 per REST batch instead of one by one.
+    robot_group_delay: float = 0.5
     log_level: str = "INFO"
     http_timeout: float = 30.0
     testing: bool = False

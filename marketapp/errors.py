@@ -30,8 +30,12 @@ class AppError(Exception):
             self.code = code
 
 
+# Blueprints called by machines (Bitrix24, load balancers, page scripts) always get JSON.
+JSON_BLUEPRINTS = {"events", "robots", "health"}
+
+
 def wants_json() -> bool:
-    if request.is_json:
+    if request.is_json or request.blueprint in JSON_BLUEPRINTS or request.path.startswith("/api/"):
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and not request.accept_mimetypes.accept_html

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -28,6 +28,8 @@ class JobSpec:
     func: Callable[..., Any]
     retries: int
     retry_delay: int
+    # For periodic jobs: run every this many minutes (consumers started with periodic=True).
+    every_minutes: int = 0
 
 
 _registry: dict[str, JobSpec] = {}
@@ -40,6 +42,16 @@ def job(
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         _registry[job_name(func)] = JobSpec(func, retries, retry_delay)
+        return func
+
+    return register
+
+
+def periodic(every_minutes: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function without arguments to run every ``every_minutes`` minutes."""
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        _registry[job_name(func)] = JobSpec(func, 0, 0, every_minutes)
         return func
 
     return register
@@ -62,6 +74,7 @@ class Jobs:
                 "marketapp", filename=str(settings.instance_path / "jobs.db"), immediate=immediate
             )
         self.tasks: dict[str, TaskWrapper] = {}
+        self.retry_delay = settings.jobs_retry_delay
         for name, spec in _registry.items():
             self._bind(app, name, spec)
 
@@ -71,12 +84,23 @@ class Jobs:
             with app.app_context():
                 return spec.func(*args, **kwargs)
 
+        if spec.every_minutes:
+            schedule = crontab(minute=f"*/{spec.every_minutes}")
+            self.tasks[name] = self.huey.periodic_task(schedule, name=spec.func.__qualname__)(
+                run_in_app
+            )
+            return
         self.tasks[name] = self.huey.task(
-            retries=spec.retries, retry_delay=spec.retry_delay, name=spec.func.__qualname__
+            retries=spec.retries,
+            retry_delay=spec.retry_delay if self.retry_delay is None else self.retry_delay,
+            name=spec.func.__qualname__,
         )(run_in_app)
 
-    def send(self, name: str, *args: Any) -> None:
-        self.tasks[name](*args)
+    def send(self, name: str, args: tuple[Any, ...], delay: float = 0) -> None:
+        if delay and not self.huey.immediate:
+            self.tasks[name].schedule(args=args, delay=delay)
+        else:
+            self.tasks[name](*args)
 
     def pending_count(self) -> int:
         return int(self.huey.pending_count())
@@ -94,21 +118,24 @@ def get_jobs() -> Jobs:
     return jobs
 
 
-def enqueue(func: Callable[..., Any], *args: Any, session: Session | None = None) -> None:
-    """Queue ``func(*args)`` to run after ``session`` (default: this context's) commits."""
+def enqueue(
+    func: Callable[..., Any], *args: Any, session: Session | None = None, delay: float = 0
+) -> None:
+    """Queue ``func(*args)`` to run after ``session`` (default: this context's) commits,
+    ``delay`` seconds later."""
     name = job_name(func)
     if name not in _registry:
         raise KeyError(f"{name} is not a registered job")
     target = session or db_session()
     jobs = get_jobs()  # bound now: the commit may happen after this app context is gone
-    target.info.setdefault("pending_jobs", []).append((jobs, name, args))
+    target.info.setdefault("pending_jobs", []).append((jobs, name, args, delay))
 
 
 @event.listens_for(Session, "after_commit")
 def _send_after_commit(session: Session) -> None:
     pending = session.info.pop("pending_jobs", [])
-    for jobs, name, args in pending:
-        jobs.send(name, *args)
+    for jobs, name, args, delay in pending:
+        jobs.send(name, args, delay)
 
 
 @event.listens_for(Session, "after_rollback")

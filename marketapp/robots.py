@@ -34,12 +34,13 @@ from marketapp.actions.base import (
     skipped,
 )
 from marketapp.bitrix.client import client_for
-from marketapp.bitrix.errors import BitrixError
+from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
 from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
 from marketapp.db import db_session
-from marketapp.jobs import enqueue, job
-from marketapp.models import Portal, PortalSettings, PortalStatus, RobotCall, RobotCallState
+from marketapp.jobs import enqueue, job, periodic
+from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
+from marketapp.portal_settings import portal_settings
 from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
             use_subscription=payload.use_subscription,
         )
     )
-    enqueue(process_robot_calls, portal.id)
+    enqueue(process_robot_calls, portal.id, delay=get_settings().robot_group_delay)
     session.commit()
     return True
 
@@ -96,6 +97,11 @@ def process_robot_calls(portal_id: int) -> None:
         while calls := _claim(session, portal_id):
             try:
                 _run(context, calls)
+            except PortalUnavailable as exc:
+                # Parked: the calls wait (queued) until a new install or page POST heals it.
+                log.warning("portal unavailable", extra={"portal_id": portal_id, "why": str(exc)})
+                _release(session, calls)
+                return
             except (RetryLater, BitrixError) as exc:
                 if isinstance(exc, BitrixError) and not exc.retryable:
                     raise
@@ -109,14 +115,36 @@ def process_robot_calls(portal_id: int) -> None:
         raise RetryLater("robot calls left for a retry")
 
 
+@periodic(every_minutes=1)
+def sweep_robot_calls() -> None:
+    """Re-queue calls nobody is working on: a dead worker's lease ran out, or a portal healed."""
+    session = db_session()
+    stale = datetime.now(UTC) - timedelta(minutes=1)
+    portal_ids = session.scalars(
+        select(RobotCall.portal_id)
+        .join(Portal, Portal.id == RobotCall.portal_id)
+        .where(
+            Portal.status == PortalStatus.ACTIVE,
+            or_(
+                (RobotCall.state == RobotCallState.QUEUED) & (RobotCall.updated_at < stale),
+                (RobotCall.state == RobotCallState.RUNNING)
+                & (RobotCall.lease_until < datetime.now(UTC)),
+            ),
+        )
+        .distinct()
+    ).all()
+    for portal_id in portal_ids:
+        enqueue(process_robot_calls, portal_id)
+    session.commit()
+
+
 def _context(session: Session, portal: Portal) -> ActionContext:
-    config = session.scalar(select(PortalSettings).where(PortalSettings.portal_id == portal.id))
     settings = get_settings()
     return ActionContext(
         session=session,
         portal=portal,
         client=client_for(portal),
-        config=config or PortalSettings(portal_id=portal.id),
+        config=portal_settings(session, portal),
         app_code=settings.app_code,
         http=shared_session(),
         timeout=settings.http_timeout,
@@ -210,7 +238,16 @@ def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcom
             problem = _("Robot settings are invalid: %(problems)s", problems=_problems(exc))
             outcomes.update({_key(c): failed("invalid_settings", problem) for c in group})
             continue
-        outcomes.update(action.run(ctx, settings, [targets[_key(c)] for c in group]))
+        try:
+            outcomes.update(action.run(ctx, settings, [targets[_key(c)] for c in group]))
+        except (RetryLater, BitrixError):
+            raise
+        except Exception:
+            # A bug must not leave the workflow waiting forever: answer it as failed.
+            log.exception("robot action crashed", extra={"code": code})
+            ctx.session.rollback()
+            problem = _("Internal error in the application; it has been logged.")
+            outcomes.update({_key(c): failed("internal_error", problem) for c in group})
     return outcomes
 
 

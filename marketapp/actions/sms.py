@@ -53,7 +53,13 @@ class SendSms:
     def run(
         self, ctx: ActionContext, settings: SmsSettings, targets: list[Target]
     ) -> dict[str, Outcome]:
-        provider = provider_for(ctx.config, ctx.http, ctx.timeout)
+        try:
+            provider = provider_for(ctx.config, ctx.http, ctx.timeout)
+        except SmsError as exc:
+            problem = failed(
+                "gateway_config", _("The SMS gateway is not configured: %(why)s", why=exc)
+            )
+            return {t.key: problem for t in targets}
         outcomes: dict[str, Outcome] = {}
         comments: dict[str, tuple[str, dict[str, Any]]] = {}
         retry = False

@@ -21,11 +21,11 @@ class InvalidPhone(ValueError):
 def normalize_phone(raw: str, default_region: str = "RU") -> str:
     """``8 (916) 123-45-67`` → ``+79161234567``; raise :class:`InvalidPhone` if not valid."""
     try:
-        number = phonenumbers.parse(raw, default_region.upper())
+        number = phonenumbers.parse(raw, (default_region or "RU").upper())
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"{raw!r} is not a phone number") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"{raw!r} is not a valid phone number")
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidPhone(f"{raw!r} is not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -34,7 +34,7 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
-            for task in self.huey.read_schedule(_far_future()):
+            for task in self.huey.read_schedule():
                 self.huey.enqueue(task)
             task = self.huey.dequeue()
             if task is None:
@@ -45,7 +45,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - recorded for the test to see
                 self.errors.append(exc)
 
-    def idle(self, timeout: float = 30) -> None:
+    def idle(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.huey.pending_count() == 0 and self.huey.scheduled_count() == 0:
@@ -54,12 +54,6 @@ class Worker:
                     return
             time.sleep(0.02)
         raise TimeoutError("jobs did not finish")
-
-
-def _far_future() -> Any:
-    from datetime import datetime, timedelta
-
-    return datetime.now() + timedelta(days=3650)
 
 
 @dataclass
@@ -89,6 +83,8 @@ def start_app(
         "oauth_hosts": devportal.emulator.server_host,
         "bx24_js_url": f"{devportal.url}/bx24.js",
         "jobs_immediate": False,
+        "jobs_retry_delay": 0.2,
+        "robot_group_delay": 0.2,
         "http_timeout": 10.0,
     }
     config.update(overrides)

@@ -1,0 +1,206 @@
+"""Robots end to end: the emulator runs them like automation rules, the app acts and answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from marketapp.db import db_session
+from marketapp.models import FieldEdit, Portal, RobotCall, Send, SmsMessage
+from marketapp.portal_settings import portal_settings
+from tests.e2e.harness import Installed
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = {
+    "subject": "Hello {{ contact.NAME }}",
+    "body": "<p>Dear <b>{{ contact.NAME }}</b></p><script>alert(1)</script>",
+}
+
+
+def contact_with(installed: Installed, *, email: bool = True, phone: bool = True) -> dict[str, Any]:
+    for contact in installed.emu("GET", f"/portals/{installed.member_id}/crm/contact"):
+        has_email = bool(contact.get("EMAIL"))
+        has_mobile = any(p["VALUE_TYPE"] == "MOBILE" for p in contact.get("PHONE") or [])
+        if has_email == email and has_mobile == phone and contact["UF_CRM_NO_EMAIL"] == "N":
+            return dict(contact)
+    raise LookupError("no such seeded contact")
+
+
+def run(installed: Installed, code: str, document: str, **properties: Any) -> str:
+    wf = installed.portal(
+        "/robots/run",
+        "POST",
+        client_id=installed.client_id,
+        code=code,
+        document_id=document,
+        properties=properties,
+    )
+    return str(wf["id"])
+
+
+def workflow(installed: Installed, wid: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(w for w in installed.emu("GET", "/workflows") if w["id"] == wid)
+    return found
+
+
+@pytest.fixture
+def seeded(installed: Installed) -> Installed:
+    installed.portal("/seed", "POST", n=30)
+    return installed
+
+
+def test_each_robot_has_its_documented_effect(seeded: Installed) -> None:
+    contact = contact_with(seeded)
+    doc = f"CONTACT_{contact['ID']}"
+    runs = {
+        "send_email": run(seeded, "send_email", doc, **EMAIL),
+        "send_sms": run(seeded, "send_sms", doc, text="Hi {{ contact.NAME }}, see you!"),
+        "edit_record": run(seeded, "edit_record", doc, fields="COMMENTS = VIP {{ contact.NAME }}"),
+        "timeline_comment": run(seeded, "timeline_comment", doc, text="Called {{ contact.NAME }}"),
+    }
+    seeded.settle()
+    assert seeded.app.worker.errors == []
+    flows = {code: workflow(seeded, wid) for code, wid in runs.items()}
+    for code, flow in flows.items():
+        assert flow["state"] == "completed", (code, flow["log"])
+        assert flow["sends"] == 1, code
+        assert flow["return_values"]["status"] == "sent", (code, flow["return_values"])
+
+    with seeded.app.app.app_context():
+        calls = {c.code: c for c in db_session().scalars(select(RobotCall))}
+        sms = db_session().scalars(select(SmsMessage)).one()
+        edit = db_session().scalars(select(FieldEdit)).one()
+
+    (mail,) = seeded.portal("/outbox")
+    assert mail["to"] == contact["EMAIL"][0]["VALUE"] if "to" in mail else True
+    activity = next(a for a in seeded.portal("/activities") if a["TYPE_ID"] in (4, "4"))
+    assert activity["ORIGIN_ID"] == f"robot:{calls['send_email'].id}"
+    assert activity["ORIGINATOR_ID"] == "smart_scenarios"
+    assert activity["SUBJECT"] == f"Hello {contact['NAME']}"
+    assert "<script>" not in activity["DESCRIPTION"] and "<b>" in activity["DESCRIPTION"]
+    assert activity["COMMUNICATIONS"][0]["VALUE"] == contact["EMAIL"][0]["VALUE"]
+    assert flows["send_email"]["return_values"]["activity_id"] == str(activity["ID"])
+
+    mobile = next(p["VALUE"] for p in contact["PHONE"] if p["VALUE_TYPE"] == "MOBILE")
+    assert sms.phone == mobile and sms.text == f"Hi {contact['NAME']}, see you!"
+    assert (sms.segments, sms.encoding) == (1, "GSM-7")
+    assert int(flows["send_sms"]["return_values"]["segments"]) == 1
+
+    updated = seeded.emu("GET", f"/portals/{seeded.member_id}/crm/contact")
+    record = next(c for c in updated if c["ID"] == contact["ID"])
+    assert record["COMMENTS"] == f"VIP {contact['NAME']}"
+    assert edit.before == {"COMMENTS": contact.get("COMMENTS")}
+    assert flows["edit_record"]["return_values"]["changed_fields"] == "COMMENTS"
+
+    comments = seeded.portal(f"/timeline?entity=contact&id={contact['ID']}")["comments"]
+    texts = [c["COMMENT"] for c in comments]
+    assert f"Called {contact['NAME']}" in texts
+    assert any(t.startswith(f"SMS to {mobile}") for t in texts)
+
+
+def test_record_without_address_is_a_terminal_skip(seeded: Installed) -> None:
+    contact = contact_with(seeded, email=False, phone=False)
+    wid = run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)
+    seeded.settle()
+    flow = workflow(seeded, wid)
+    assert flow["return_values"] == {"status": "skipped", "reason": "no_email"}
+    assert flow["sends"] == 1 and "no e-mail" in flow["log"][-1]["message"]
+    assert seeded.portal("/outbox") == []
+
+
+def test_opted_out_contact_is_skipped(seeded: Installed) -> None:
+    with seeded.app.app.app_context():
+        session = db_session()
+        config = portal_settings(session, session.scalars(select(Portal)).one())
+        config.no_sms_field = "UF_CRM_NO_SMS"
+        session.commit()
+    contacts = seeded.emu("GET", f"/portals/{seeded.member_id}/crm/contact")
+    opted = next(c for c in contacts if c["UF_CRM_NO_SMS"] == "Y" and c.get("PHONE"))
+    wid = run(seeded, "send_sms", f"CONTACT_{opted['ID']}", text="Offer")
+    seeded.settle()
+    assert workflow(seeded, wid)["return_values"] == {"status": "skipped", "reason": "opted_out"}
+
+
+def test_repeated_delivery_sends_once(seeded: Installed) -> None:
+    contact = contact_with(seeded)
+    wid = run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)
+    seeded.settle()
+    delivery = next(d for d in seeded.emu("GET", "/deliveries") if d["kind"] == "robot")
+    again = requests.post(delivery["url"], data=delivery["form"], timeout=10)
+    assert again.status_code == 200 and again.json() == {"result": "duplicate"}
+    seeded.settle()
+    assert len(seeded.portal("/outbox")) == 1
+    assert workflow(seeded, wid)["sends"] == 1
+
+
+def test_forged_robot_call_does_nothing(seeded: Installed) -> None:
+    contact = contact_with(seeded)
+    run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)
+    seeded.settle()
+    delivery = next(d for d in seeded.emu("GET", "/deliveries") if d["kind"] == "robot")
+    forged = {**dict(delivery["form"]), "auth[application_token]": "0" * 32, "event_token": "x|y|z"}
+    resp = requests.post(delivery["url"], data=forged, timeout=10)
+    assert resp.status_code == 401
+    seeded.settle()
+    with seeded.app.app.app_context():
+        assert db_session().scalar(select(func.count(RobotCall.id))) == 1
+    assert len(seeded.portal("/outbox")) == 1
+
+
+def test_malformed_robot_call_is_a_clear_400(installed: Installed) -> None:
+    resp = requests.post(
+        f"{installed.app.url}/robots/send_email", data={"event_token": "x"}, timeout=10
+    )
+    assert resp.status_code == 400
+    assert "invalid robot call" in resp.json()["error_description"]
+
+
+def test_faults_and_token_expiry_every_run_completes_once(seeded: Installed) -> None:
+    """500 robot runs with 20% 503s and a forced token expiry: all answered, each sent once."""
+    contacts = [
+        c for c in seeded.emu("GET", f"/portals/{seeded.member_id}/crm/contact") if c.get("EMAIL")
+    ]
+    runs = 500
+    with seeded.app.app.app_context():
+        portal = db_session().scalars(select(Portal)).one()
+        # Functional test: the emulator's limits are off, so lift the app's own pacing too.
+        portal.rate_per_second, portal.rate_burst = 200, 1000
+        first_token = portal.access_token
+        db_session().commit()
+    seeded.portal("/faults", "POST", rates={"503": 0.2})
+    wids = []
+    for i in range(runs):
+        if i == runs // 2:
+            seeded.portal("/faults", "POST", expire_tokens=True)
+        contact = contacts[i % len(contacts)]
+        wids.append(
+            run(
+                seeded,
+                "timeline_comment" if i % 2 else "send_email",
+                f"CONTACT_{contact['ID']}",
+                subject=f"Run {i}",
+                body="Hello",
+                text=f"Run {i}",
+            )
+        )
+    seeded.settle()
+    seeded.portal("/faults", "POST", rates={})
+    seeded.settle()
+    flows = {w["id"]: w for w in seeded.emu("GET", "/workflows")}
+    assert all(flows[w]["state"] == "completed" for w in wids)
+    assert all(flows[w]["return_values"].get("status") == "sent" for w in wids)
+    assert {flows[w]["sends"] for w in wids} == {1}
+    mails = [a for a in seeded.portal("/activities") if str(a["TYPE_ID"]) == "4"]
+    origins = [a["ORIGIN_ID"] for a in mails]
+    assert len(origins) == runs // 2 == len(set(origins))
+    comments = [c["COMMENT"] for c in seeded.portal("/timeline")["comments"]]
+    assert sorted(c for c in comments if c.startswith("Run ")) == sorted(
+        f"Run {i}" for i in range(1, runs, 2)
+    )
+    with seeded.app.app.app_context():
+        assert db_session().scalar(select(func.count(Send.id))) == runs
+        assert db_session().scalars(select(Portal)).one().access_token != first_token
