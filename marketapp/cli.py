@@ -73,15 +73,28 @@ def worker(workers: int | None) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 @click.option("--embedded-worker/--no-embedded-worker", default=True, show_default=True)
-def run(host: str, port: int, workers: int, embedded_worker: bool) -> None:
+@click.option(
+    "--devportal",
+    "devportal_port",
+    type=int,
+    default=None,
+    help="also run the portal emulator on this port, with the app registered (local trial)",
+)
+def run(
+    host: str, port: int, workers: int, embedded_worker: bool, devportal_port: int | None
+) -> None:
     """Migrate, then serve the app with gunicorn (plus a job worker for one-machine setups)."""
     from marketapp.db import get_db
     from marketapp.migrate import upgrade
 
+    children = []
+    if devportal_port:
+        children.append(_start_devportal(host, port, devportal_port))
     app = _app()
     with app.app_context():
         upgrade(get_db().engine)
-    children = [_spawn("worker")] if embedded_worker else []
+    if embedded_worker:
+        children.append(_spawn("worker"))
     try:
         serve(app, host, port, workers)
     finally:
@@ -104,6 +117,40 @@ def serve(app: Flask, host: str, port: int, workers: int) -> None:
             return app
 
     Server().run()
+
+
+def _start_devportal(host: str, port: int, devportal_port: int) -> subprocess.Popen[Any]:
+    """Point this app at a local emulator (set before settings load) and start it."""
+    from marketapp.config import load_settings
+
+    settings = load_settings()
+    public_url = f"http://{host}:{port}"
+    secret = settings.client_secret.get_secret_value() or _dev_secret(settings.instance_path)
+    os.environ.update(
+        MARKETAPP_PUBLIC_URL=public_url,
+        MARKETAPP_CLIENT_SECRET=secret,
+        MARKETAPP_OAUTH_HOSTS=f"127.0.0.1:{devportal_port}",
+        MARKETAPP_ALLOW_INSECURE_LOOPBACK="true",
+        MARKETAPP_BX24_JS_URL=f"http://127.0.0.1:{devportal_port}/bx24.js",
+    )
+    return _spawn(
+        "devportal",
+        f"--port={devportal_port}",
+        f"--app-url={public_url}/",
+        f"--app-installer-url={public_url}/install",
+        f"--app-client-id={settings.client_id}",
+    )
+
+
+def _dev_secret(instance: Any) -> str:
+    """A client secret shared by the local app and emulator, kept in the instance folder."""
+    import secrets
+
+    path = instance / "devportal_client_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return str(path.read_text().strip())
 
 
 def _spawn(*args: str) -> subprocess.Popen[Any]:
@@ -154,6 +201,7 @@ def devportal(
 ) -> None:
     """Run the Bitrix24 portal emulator alone (OAuth on 127.0.0.1, portals on 127.0.0.2...)."""
     from marketapp.devportal import DevportalServer
+    from marketapp.devportal.lifecycle import install_app
     from marketapp.devportal.seed import seed_portal
 
     config = {"seed": seed, "limits_enabled": limits, "portals": portals.split(",")}
@@ -174,8 +222,12 @@ def devportal(
         click.echo(f"app {app.client_id} registered (its secret: GET {server.url}/_emulator/state)")
     click.echo(f"OAuth server and inspection API: {server.url}/  (/_emulator/state)")
     for portal in emu.portals:
-        shell = f"{server.portal_url(portal.index + 1)}/crm/contact/list/"
-        click.echo(f"portal {portal.index + 1} ({portal.plan}): {shell}")
+        base = server.portal_url(portal.index + 1)
+        click.echo(f"portal {portal.index + 1} ({portal.plan}): {base}/crm/contact/list/")
+        if app_url:
+            # As if the admin clicked "Install" in the Market: opening the app runs its installer.
+            install_app(emu, portal, app.client_id)
+            click.echo(f"  install the app (as admin): {base}/marketplace/app/{app.client_id}/")
     server.serve_forever()
 
 
