@@ -53,6 +53,47 @@ def db_revision(message: str) -> None:
         revision(get_db().engine, message)
 
 
+@main.group()
+def portals() -> None:
+    """Installed portals."""
+
+
+@portals.command("list")
+def portals_list() -> None:
+    """Show every portal with its status (never its tokens)."""
+    from sqlalchemy import select
+
+    from marketapp.db import db_session
+    from marketapp.models import Portal
+
+    with _app().app_context():
+        for portal in db_session().scalars(select(Portal).order_by(Portal.id)):
+            click.echo(
+                f"{portal.member_id}  {portal.domain}  {portal.status}  "
+                f"installed={portal.installed}"
+            )
+
+
+@portals.command("sync")
+@click.argument("member_id")
+def portals_sync(member_id: str) -> None:
+    """Make MEMBER_ID's robots, placements and event handlers match the manifest."""
+    from marketapp.db import db_session
+    from marketapp.lifecycle.install import find_portal, sync_portal
+    from marketapp.lifecycle.registration import SyncError
+
+    with _app().app_context():
+        session = db_session()
+        portal = find_portal(session, member_id)
+        if portal is None:
+            raise click.ClickException(f"no portal with member_id {member_id}")
+        try:
+            report = sync_portal(session, portal)
+        except SyncError as exc:
+            raise click.ClickException(f"registration incomplete: {exc.failures}") from exc
+    click.echo("changed: " + (", ".join(report.applied) or "nothing"))
+
+
 @main.command()
 @click.option("--workers", default=None, type=int, help="Worker threads (default: settings).")
 def worker(workers: int | None) -> None:

@@ -230,3 +230,36 @@ def _token_from(html: str) -> str:
     marker = 'name="session-token" content="'
     start = html.index(marker) + len(marker)
     return html[start : html.index('"', start)]
+
+
+def test_cli_sync_repairs_drift(installed: Installed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from marketapp.cli import main
+
+    emulator = installed.devportal.emulator
+    portal = next(p for p in emulator.portals if p.member_id == installed.member_id)
+    with emulator.lock:  # an admin removed one placement and one robot by hand
+        portal.placements = [p for p in portal.placements if p.placement != "CRM_LEAD_LIST_MENU"]
+        portal.robots = {k: r for k, r in portal.robots.items() if r.code != "send_sms"}
+    settings = installed.app.app.extensions["marketapp.settings"]
+    env = {
+        "MARKETAPP_INSTANCE_PATH": str(settings.instance_path),
+        "MARKETAPP_DATABASE_URL": settings.sqlalchemy_url,
+        "MARKETAPP_PUBLIC_URL": settings.public_url,
+        "MARKETAPP_CLIENT_ID": settings.client_id,
+        "MARKETAPP_CLIENT_SECRET": settings.client_secret.get_secret_value(),
+        "MARKETAPP_OAUTH_HOSTS": settings.oauth_hosts,
+        "MARKETAPP_ALLOW_INSECURE_LOOPBACK": "true",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, ["portals", "sync", installed.member_id])
+    assert result.exit_code == 0, result.output
+    assert "robot.add:send_sms" in result.output
+    assert "placement.bind:CRM_LEAD_LIST_MENU" in result.output
+    assert registered(installed) == (ROBOT_CODES, PLACEMENTS, sorted(EVENTS))
+    again = CliRunner().invoke(main, ["portals", "sync", installed.member_id])
+    assert again.output.strip() == "changed: nothing"
+    unknown = CliRunner().invoke(main, ["portals", "sync", "nope"])
+    assert unknown.exit_code == 1 and "no portal with member_id nope" in unknown.output

@@ -204,3 +204,33 @@ def test_faults_and_token_expiry_every_run_completes_once(seeded: Installed) -> 
     with seeded.app.app.app_context():
         assert db_session().scalar(select(func.count(Send.id))) == runs
         assert db_session().scalars(select(Portal)).one().access_token != first_token
+
+
+def test_unknown_outcome_is_reconciled_not_resent(seeded: Installed) -> None:
+    """A worker died after crm.activity.add succeeded: the retry finds it by ORIGIN_ID."""
+    from sqlalchemy import update
+
+    from marketapp.jobs import enqueue
+    from marketapp.models import RobotCallState, SendState
+    from marketapp.robots import process_robot_calls
+
+    contact = contact_with(seeded)
+    run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)
+    seeded.settle()
+    assert len(seeded.portal("/outbox")) == 1
+    with seeded.app.app.app_context():
+        session = db_session()
+        session.execute(update(Send).values(state=SendState.CLAIMED, external_id=""))
+        session.execute(
+            update(RobotCall).values(state=RobotCallState.QUEUED, status="", answered_at=None)
+        )
+        enqueue(process_robot_calls, session.scalars(select(Portal)).one().id)
+        session.commit()
+    seeded.settle()
+    assert len(seeded.portal("/outbox")) == 1
+    with seeded.app.app.app_context():
+        send = db_session().scalars(select(Send)).one()
+        call = db_session().scalars(select(RobotCall)).one()
+        assert send.state is SendState.SENT and send.detail.get("reconciled") is True
+        assert send.attempts == 2
+        assert call.state is RobotCallState.DONE and call.status == "sent"
