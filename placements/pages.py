@@ -15,13 +15,14 @@ from flask_babel import gettext as _
 
 from handlers.inbound import inbound_fields
 from marketapp.bitrix.payloads import PlacementRequest, parse_placement
+from marketapp.channels.phones import sms_size
 from marketapp.db import db_session
 from marketapp.errors import AppError
 from marketapp.i18n import normalize
 from marketapp.lifecycle import registration, verify
 from marketapp.lifecycle.entry import open_page
 from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page, sync_portal
-from marketapp.lifecycle.manifest import build_manifest
+from marketapp.lifecycle.manifest import ROBOTS, build_manifest
 from marketapp.models import Portal
 from marketapp.security import (
     PortalSession,
@@ -33,6 +34,7 @@ from marketapp.security import (
 from marketapp.settings import get_settings
 
 bp = Blueprint("pages", __name__, template_folder="templates")
+ROBOTS_BY_CODE = {robot.code: robot for robot in ROBOTS}
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,40 @@ def launch() -> ResponseReturnValue:
         session,
         placement=page.placement,
         options=page.placement_options,
+    )
+
+
+@bp.post("/placements/robot-settings")
+def robot_settings() -> ResponseReturnValue:
+    """Bitrix24 opens a robot's settings here with its current values (``USE_PLACEMENT``)."""
+    page = parse_placement(inbound_fields())
+    g.language = normalize(page.lang)
+    portal, session = open_page(db_session(), page)
+    options = page.placement_options
+    robot = ROBOTS_BY_CODE.get(str(options.get("code", "")))
+    if robot is None:
+        raise AppError(
+            _("This robot does not belong to Smart scenarios."), status=404, code="unknown_robot"
+        )
+    current = options.get("current_values")
+    return _page(
+        "pages/robot_settings.html",
+        portal,
+        session,
+        robot=robot,
+        values=current if isinstance(current, dict) else {},
+        language=session.language,
+    )
+
+
+@bp.post("/api/sms/size")
+def sms_preview() -> ResponseReturnValue:
+    """Length, encoding and segments of an SMS text (the settings page previews as you type)."""
+    current_session()
+    text = str((request.get_json(silent=True) or {}).get("text", ""))[:5000]
+    size = sms_size(text)
+    return jsonify(
+        encoding=size.encoding, characters=size.characters, units=size.units, segments=size.segments
     )
 
 

@@ -258,3 +258,28 @@ def open_placement(
                 raise LookupError(f"no handler bound for {placement}")
             url = bound[0].handler
         return page_form(emu, portal, install, user_id, url, placement, options, target)
+
+
+def robot_settings_form(
+    emu: Emulator, portal: Portal, client_id: str, code: str, user_id: int, document: str
+) -> dict[str, Any]:
+    """Open a robot's settings in the app (``USE_PLACEMENT=Y``, doc §5.4) with saved values."""
+    with emu.lock:
+        install = emu.install_of(portal, client_id)
+        robot = portal.robots.get((client_id, code))
+        fields = robot.fields if robot else {}
+        if str(fields.get("USE_PLACEMENT", "N")).upper() != "Y":
+            raise LookupError(f"robot {code!r} has no settings placement")
+        entity = document.rsplit("_", 1)[0].upper()
+        options = {
+            "code": code,
+            "activity_name": f"A{emu.rng.randint(10000, 99999)}_{emu.rng.randint(1, 9999)}",
+            "properties": [
+                {"Id": key, **prop} for key, prop in (fields.get("PROPERTIES") or {}).items()
+            ],
+            "current_values": dict(install.robot_settings.get(code, {})),
+            "document_type": ["crm", f"CCrmDocument{entity.capitalize()}", entity],
+        }
+        handler = str(fields["PLACEMENT_HANDLER"])
+    # Bitrix24 does not document the PLACEMENT value here; the app routes by URL and ``code``.
+    return page_form(emu, portal, install, user_id, handler, "DEFAULT", options)

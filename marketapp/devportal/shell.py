@@ -83,7 +83,14 @@ def entity_details(entity: str, rid: int) -> str:
         record = portal.crm.records.get(entity, {}).get(rid)
         if record is None:
             abort(404)
-        robot_list = [{"client_id": r.client_id, "code": r.code} for r in portal.robots.values()]
+        robot_list = [
+            {
+                "client_id": r.client_id,
+                "code": r.code,
+                "settings": str(r.fields.get("USE_PLACEMENT", "N")).upper() == "Y",
+            }
+            for r in portal.robots.values()
+        ]
         return render_template(
             "shell_details.html",
             entity=entity,
@@ -129,15 +136,20 @@ def frame() -> Response:
             (p.handler for p in portal.placements if str(p.id) == args["placement_id"]), None
         )
     try:
-        form = lifecycle.open_placement(
-            emu,
-            portal,
-            args["client_id"],
-            args.get("placement", "DEFAULT"),
-            _user(),
-            options,
-            handler,
-        )
+        if args.get("robot"):
+            form = lifecycle.robot_settings_form(
+                emu, portal, args["client_id"], args["robot"], _user(), args.get("document", "")
+            )
+        else:
+            form = lifecycle.open_placement(
+                emu,
+                portal,
+                args["client_id"],
+                args.get("placement", "DEFAULT"),
+                _user(),
+                options,
+                handler,
+            )
     except (PermissionError, LookupError, KeyError) as exc:
         return Response(f"<!doctype html><p class='error'>{exc}</p>", mimetype="text/html")
     return Response(form["html"], mimetype="text/html")

@@ -34,6 +34,14 @@
       openApp(item.dataset.client, item.dataset.placement, item.dataset.placementId, item.dataset.options,
               item.textContent.trim());
     }
+    var settings = e.target.closest(".robot-settings-item");
+    if (settings) {
+      var q = new URLSearchParams({client_id: settings.dataset.client, robot: settings.dataset.code,
+                                   document: settings.dataset.document, user: user});
+      slider.style.display = "block";
+      document.getElementById("slider-title").textContent = settings.dataset.code;
+      frame.src = "/_shell/frame?" + q.toString();
+    }
     var robot = e.target.closest(".robot-item");
     if (robot) {
       post("/_shell/run-robot", {client_id: robot.dataset.client, code: robot.dataset.code,
