@@ -1,12 +1,27 @@
-"""A portal's channel settings row, created with defaults on first use."""
+"""A portal's channel settings: read with defaults, validated updates from the admin page."""
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from marketapp.errors import AppError
 from marketapp.models import Portal, PortalSettings
+
+_FIELD = re.compile(r"^(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z0-9_]*)?$")
+# Credentials each SMS provider needs (secret ones are never shown back).
+PROVIDER_FIELDS = {
+    "outbox": (),
+    "twilio": ("account_sid", "auth_token", "from", "messaging_service_sid", "base_url"),
+    "smsru": ("api_id", "from", "base_url"),
+}
+SECRET_FIELDS = {"auth_token", "api_id"}
 
 
 def portal_settings(session: Session, portal: Portal) -> PortalSettings:
@@ -23,3 +38,97 @@ def portal_settings(session: Session, portal: Portal) -> PortalSettings:
     row = session.scalar(query)
     assert row is not None
     return row
+
+
+class SettingsForm(BaseModel):
+    """What the admin may change; empty secret fields keep the stored value."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email_channel: Literal["portal", "smtp"] = "portal"
+    smtp_host: str = Field(default="", max_length=255)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = Field(default="", max_length=255)
+    smtp_password: str = Field(default="", max_length=255)
+    smtp_starttls: bool = True
+    smtp_from: str = Field(default="", max_length=255)
+    sms_provider: Literal["outbox", "twilio", "smsru"] = "outbox"
+    sms_credentials: dict[str, str] = Field(default_factory=dict)
+    sms_max_length: int = Field(default=200, ge=1, le=1600)
+    default_country: str = Field(default="RU", pattern=r"^[A-Za-z]{2}$")
+    no_email_field: str = Field(default="", max_length=64)
+    no_sms_field: str = Field(default="", max_length=64)
+
+    @field_validator("no_email_field", "no_sms_field")
+    @classmethod
+    def _crm_field(cls, value: str) -> str:
+        value = value.upper()
+        if not _FIELD.match(value):
+            raise ValueError("must be a CRM field code such as UF_CRM_NO_SMS")
+        return value
+
+    @field_validator("sms_credentials")
+    @classmethod
+    def _known_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {k for keys in PROVIDER_FIELDS.values() for k in keys}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown credential fields: {', '.join(sorted(unknown))}")
+        return {k: v.strip() for k, v in value.items()}
+
+
+def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettings:
+    """Validate ``data`` and store it; raise a 400 naming the bad fields, changing nothing."""
+    try:
+        form = SettingsForm.model_validate(data if isinstance(data, dict) else {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise AppError(f"Invalid settings: {problems}", code="invalid_settings") from None
+    row = portal_settings(session, portal)
+    stored = (
+        json.loads(row.sms_credentials or "{}") if row.sms_provider == form.sms_provider else {}
+    )
+    credentials = {k: v for k, v in form.sms_credentials.items() if v or k not in SECRET_FIELDS}
+    missing = _missing_credentials(form, {**stored, **credentials})
+    if missing:
+        raise AppError(
+            f"Invalid settings: {form.sms_provider} needs {', '.join(missing)}",
+            code="invalid_settings",
+        )
+    if form.email_channel == "smtp" and not (form.smtp_host and form.smtp_from):
+        raise AppError(
+            "Invalid settings: SMTP needs a host and a From address", code="invalid_settings"
+        )
+    for name, value in form.model_dump(exclude={"sms_credentials", "smtp_password"}).items():
+        setattr(row, name, value)
+    if form.smtp_password:
+        row.smtp_password = form.smtp_password
+    row.sms_credentials = json.dumps({**stored, **credentials})
+    session.commit()
+    return row
+
+
+def _missing_credentials(form: SettingsForm, credentials: dict[str, str]) -> list[str]:
+    required = {"twilio": ("account_sid", "auth_token"), "smsru": ("api_id",)}
+    return [k for k in required.get(form.sms_provider, ()) if not credentials.get(k)]
+
+
+def public_view(row: PortalSettings) -> dict[str, Any]:
+    """Settings for the page: secrets replaced by whether they are set."""
+    credentials = json.loads(row.sms_credentials or "{}")
+    return {
+        "email_channel": row.email_channel,
+        "smtp_host": row.smtp_host,
+        "smtp_port": row.smtp_port,
+        "smtp_username": row.smtp_username,
+        "smtp_password_set": bool(row.smtp_password),
+        "smtp_starttls": row.smtp_starttls,
+        "smtp_from": row.smtp_from,
+        "sms_provider": row.sms_provider,
+        "sms_credentials": {k: ("" if k in SECRET_FIELDS else v) for k, v in credentials.items()},
+        "sms_secrets_set": sorted(k for k in credentials if k in SECRET_FIELDS and credentials[k]),
+        "sms_max_length": row.sms_max_length,
+        "default_country": row.default_country,
+        "no_email_field": row.no_email_field,
+        "no_sms_field": row.no_sms_field,
+    }

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from handlers.inbound import inbound_fields
 from marketapp.bitrix.payloads import PlacementRequest, parse_placement
@@ -23,7 +24,8 @@ from marketapp.lifecycle import registration, verify
 from marketapp.lifecycle.entry import open_page
 from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page, sync_portal
 from marketapp.lifecycle.manifest import ROBOTS, build_manifest
-from marketapp.models import Portal
+from marketapp.models import Portal, SmsMessage
+from marketapp.portal_settings import portal_settings, public_view, update_settings
 from marketapp.security import (
     PortalSession,
     allow_framing_by,
@@ -50,7 +52,8 @@ def main_page() -> ResponseReturnValue:
     if request.path == "/install" or portal is None or not portal.installed:
         return _install(page)
     portal, session = open_page(db_session(), page)
-    return _page("pages/main.html", portal, session, manifest=_registered())
+    config = public_view(portal_settings(db_session(), portal)) if session.is_admin else {}
+    return _page("pages/main.html", portal, session, manifest=_registered(), config=config)
 
 
 @bp.post("/placements/launch")
@@ -99,6 +102,46 @@ def sms_preview() -> ResponseReturnValue:
     size = sms_size(text)
     return jsonify(
         encoding=size.encoding, characters=size.characters, units=size.units, segments=size.segments
+    )
+
+
+@bp.get("/api/settings")
+def settings_get() -> ResponseReturnValue:
+    portal = _portal_of(current_session(admin=True))
+    return jsonify(public_view(portal_settings(db_session(), portal)))
+
+
+@bp.post("/api/settings")
+def settings_post() -> ResponseReturnValue:
+    """Admin action: channels, SMS gateway, consent fields (validated; secrets kept if blank)."""
+    portal = _portal_of(current_session(admin=True))
+    row = update_settings(db_session(), portal, request.get_json(silent=True))
+    return jsonify(public_view(row))
+
+
+@bp.get("/api/sms/outbox")
+def sms_outbox() -> ResponseReturnValue:
+    """The portal's latest SMS (the development outbox shows here), newest first."""
+    portal = _portal_of(current_session(admin=True))
+    rows = db_session().scalars(
+        select(SmsMessage)
+        .where(SmsMessage.portal_id == portal.id)
+        .order_by(SmsMessage.id.desc())
+        .limit(50)
+    )
+    return jsonify(
+        [
+            {
+                "phone": m.phone,
+                "text": m.text,
+                "segments": m.segments,
+                "status": m.status,
+                "provider": m.provider,
+                "record": f"{m.entity_type}_{m.entity_id}",
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in rows
+        ]
     )
 
 

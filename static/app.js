@@ -23,3 +23,37 @@
     });
   });
 })();
+
+// Admin settings form: JSON to /api/settings; the server validates and answers field errors.
+(function () {
+  var form = document.getElementById("settings");
+  if (!form) { return; }
+  function toggle() {
+    form.querySelectorAll("[data-show-when]").forEach(function (box) {
+      var rule = box.dataset.showWhen.split("=");
+      box.hidden = form.elements[rule[0]].value !== rule[1];
+    });
+  }
+  form.addEventListener("change", toggle);
+  toggle();
+  form.addEventListener("submit", function () {
+    var data = {sms_credentials: {}};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name) { return; }
+      if (el.name.indexOf("cred.") === 0) {
+        // Only the chosen gateway's credentials; blank secrets keep the stored value.
+        if (!el.closest("fieldset").hidden) { data.sms_credentials[el.name.slice(5)] = el.value; }
+        return;
+      }
+      if (el.type === "checkbox") { data[el.name] = el.checked; return; }
+      if (el.type === "number") { data[el.name] = Number(el.value); return; }
+      data[el.name] = el.value;
+    });
+    var out = document.getElementById("settings-result");
+    window.appFetch("/api/settings", {method: "POST", headers: {"Content-Type": "application/json"},
+                                      body: JSON.stringify(data)}).then(function (res) {
+      out.className = res.ok ? "" : "error";
+      out.textContent = res.ok ? "✓" : res.body.error_description;
+    });
+  });
+})();
