@@ -152,4 +152,4 @@ def _import_job_modules() -> None:
 
 
 # Modules that define jobs; each later area appends its own.
-JOB_MODULES: list[str] = ["marketapp.lifecycle.install", "marketapp.robots"]
+JOB_MODULES: list[str] = ["marketapp.lifecycle.install", "marketapp.robots", "marketapp.sms_status"]
