@@ -234,3 +234,45 @@ def test_unknown_outcome_is_reconciled_not_resent(seeded: Installed) -> None:
         assert send.state is SendState.SENT and send.detail.get("reconciled") is True
         assert send.attempts == 2
         assert call.state is RobotCallState.DONE and call.status == "sent"
+
+
+def test_send_email_through_portal_smtp(seeded: Installed) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):  # type: ignore[misc]
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    from tests.test_cli_run import free_port
+
+    port = free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with seeded.app.app.app_context():
+            session = db_session()
+            config = portal_settings(session, session.scalars(select(Portal)).one())
+            config.email_channel, config.smtp_host = "smtp", "127.0.0.1"
+            config.smtp_port, config.smtp_starttls = (
+                controller.server.sockets[0].getsockname()[1],
+                False,
+            )
+            config.smtp_from = "Sales <sales@example.com>"
+            session.commit()
+        contact = contact_with(seeded)
+        wid = run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)
+        seeded.settle()
+    finally:
+        controller.stop()
+    flow = workflow(seeded, wid)
+    assert flow["return_values"]["status"] == "sent", flow["log"]
+    (message,) = received
+    assert message["To"] == contact["EMAIL"][0]["VALUE"]
+    assert message["Subject"] == f"Hello {contact['NAME']}"
+    assert "robot" in message["Message-ID"]
+    assert seeded.portal("/outbox") == []  # not through the portal's mail
+    comments = seeded.portal(f"/timeline?entity=contact&id={contact['ID']}")["comments"]
+    assert any(c["COMMENT"].startswith("E-mail sent to") for c in comments)
