@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from flask_babel import gettext as _
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
@@ -23,7 +23,6 @@ from marketapp.actions.base import (
     sent,
     skipped,
 )
-from marketapp.bitrix.errors import BitrixError
 from marketapp.channels.smtp import SmtpError, send_email
 from marketapp.models import Send, SendState
 
@@ -31,17 +30,11 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class EmailSettings(BaseModel):
-    subject: str = Field(min_length=1, max_length=255)
-    body: str = Field(min_length=1, max_length=100_000)
+    subject: templating.Template = Field(min_length=1, max_length=255)
+    body: templating.Template = Field(min_length=1, max_length=100_000)
     body_type: Literal["html", "text"] = "html"
     address_type: Literal["auto", "WORK", "HOME", "MAILING", "OTHER"] = "auto"
     sender: str = Field(default="", max_length=255)
-
-    @field_validator("subject", "body")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        templating.check(value)
-        return value
 
 
 @dataclass
@@ -125,20 +118,12 @@ def _send_portal(
             for key, (letter, _row) in claims.items()
         }
     )
-    retry = False
-    for key, (letter, row) in claims.items():
-        error: BitrixError | None = result.errors.get(key)
-        if error is None:
-            ledger.settle(ctx.session, row, SendState.SENT, str(result.results[key]))
-            outcomes[key] = _settled(row, letter)
-        elif error.retryable:
-            retry = True  # left claimed: the next attempt reconciles by ORIGIN_ID first
-        else:
-            ledger.settle(
-                ctx.session, row, SendState.FAILED, reason=error.description or str(error)
-            )
-            outcomes[key] = _settled(row, letter)
-    if retry:
+    rows = {key: row for key, (_letter, row) in claims.items()}
+    transient = ledger.settle_batch(ctx.session, rows, result)
+    outcomes.update(
+        {k: _settled(row, letter) for k, (letter, row) in claims.items() if k not in transient}
+    )
+    if transient:  # left claimed: the next attempt reconciles by ORIGIN_ID first
         raise RetryLater("some e-mails got a transient error")
     return outcomes
 

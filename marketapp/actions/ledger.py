@@ -48,6 +48,25 @@ def settle(
     session.commit()
 
 
+def settle_batch(session: Session, rows: dict[str, Send], result: Any) -> list[str]:
+    """Settle claimed rows by their commands' outcomes in a ``BatchResult``.
+
+    A success is ``sent`` (with the returned id, if any), a permanent error ``failed``; the keys
+    of transient errors are returned, left claimed so that the next attempt reconciles them.
+    """
+    transient: list[str] = []
+    for key, row in rows.items():
+        error = result.errors.get(key)
+        if error is None:
+            value = result.results.get(key)
+            settle(session, row, SendState.SENT, "" if isinstance(value, bool) else str(value))
+        elif error.retryable:
+            transient.append(key)
+        else:
+            settle(session, row, SendState.FAILED, reason=error.description or str(error))
+    return transient
+
+
 def release(session: Session, row: Send) -> None:
     """Forget a claim whose attempt surely did not happen (so it may be tried again)."""
     session.delete(row)

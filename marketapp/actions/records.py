@@ -19,7 +19,6 @@ from marketapp.actions.base import (
     failed,
     sent,
 )
-from marketapp.bitrix.errors import BitrixError
 from marketapp.models import FieldEdit, Send, SendState
 
 _FIELD = re.compile(r"^(?:[A-Z][A-Z0-9_]*|UF_[A-Z0-9_]+)$")
@@ -126,20 +125,12 @@ def _apply(
     outcomes: dict[str, Outcome],
 ) -> None:
     result = ctx.client.batch(updates)
-    retry = False
-    for key, (row, edit) in pending.items():
-        error: BitrixError | None = result.errors.get(key)
-        if error is None:
-            ledger.settle(ctx.session, row, SendState.SENT)
-        elif error.retryable:
-            retry = True  # an update is idempotent: the next attempt repeats it
-            continue
-        else:
-            ledger.settle(
-                ctx.session, row, SendState.FAILED, reason=error.description or str(error)
-            )
-        outcomes[key] = _settled(row, edit)
-    if retry:
+    rows = {key: row for key, (row, _edit) in pending.items()}
+    transient = ledger.settle_batch(ctx.session, rows, result)
+    outcomes.update(
+        {k: _settled(row, edit) for k, (row, edit) in pending.items() if k not in transient}
+    )
+    if transient:  # an update is idempotent: the next attempt repeats it
         raise RetryLater("some edits got a transient error")
 
 
@@ -155,13 +146,7 @@ def _settled(row: Send, edit: FieldEdit) -> Outcome:
 
 
 class CommentSettings(BaseModel):
-    text: str = Field(min_length=1, max_length=20_000)
-
-    @field_validator("text")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        templating.check(value)
-        return value
+    text: templating.Template = Field(min_length=1, max_length=20_000)
 
 
 class TimelineComment:
@@ -203,18 +188,12 @@ class TimelineComment:
             )
         if adds:
             result = ctx.client.batch(adds)
-            retry = False
-            for key, (row, _text) in rows.items():
-                error: BitrixError | None = result.errors.get(key)
-                if error is None:
-                    ledger.settle(ctx.session, row, SendState.SENT, str(result.results[key]))
-                elif error.retryable:
-                    retry = True
-                    continue
-                else:
-                    ledger.settle(ctx.session, row, SendState.FAILED, reason=str(error))
-                outcomes[key] = _comment_outcome(row)
-            if retry:
+            claimed = {key: row for key, (row, _text) in rows.items()}
+            transient = ledger.settle_batch(ctx.session, claimed, result)
+            outcomes.update(
+                {k: _comment_outcome(r) for k, r in claimed.items() if k not in transient}
+            )
+            if transient:
                 raise RetryLater("some comments got a transient error")
         return outcomes
 

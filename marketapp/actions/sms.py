@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from flask_babel import gettext as _
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from marketapp.actions import ledger, templating
@@ -28,15 +28,9 @@ from marketapp.models import Send, SendState, SmsMessage
 
 
 class SmsSettings(BaseModel):
-    text: str = Field(min_length=1, max_length=2000)
+    text: templating.Template = Field(min_length=1, max_length=2000)
     phone_type: Literal["auto", "MOBILE", "WORK", "HOME", "OTHER"] = "auto"
     sender_name: str = Field(default="", max_length=64)
-
-    @field_validator("text")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        templating.check(value)
-        return value
 
 
 @dataclass

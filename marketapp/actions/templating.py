@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import nh3
 from jinja2 import TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import AfterValidator
 
 _env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
 
@@ -21,6 +22,15 @@ def check(source: str) -> None:
         _env.parse(source)
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc.message}") from exc
+
+
+def _checked(source: str) -> str:
+    check(source)
+    return source
+
+
+# A settings field holding a template: rejected at validation when it does not parse.
+Template = Annotated[str, AfterValidator(_checked)]
 
 
 def render(source: str, context: dict[str, Any]) -> str:
