@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context, request
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 
 LANGUAGES = ("en", "ru")
 # Bitrix24 UI languages whose users read Russian better than English.
@@ -28,3 +28,4 @@ def select_locale() -> str:
 
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories="translations")
+    app.context_processor(lambda: {"html_lang": str(get_locale() or "en")})

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
+from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from marketapp.errors import AppError
@@ -45,7 +46,7 @@ def reject(reason: str, *, member_id: str | None = None, status: int = 401) -> A
             "remote_addr": request.remote_addr,
         },
     )
-    message = "This request could not be verified." if status == 401 else reason
+    message = _("This request could not be verified.") if status == 401 else reason
     return AppError(message, status=status, code="unauthorized" if status == 401 else "forbidden")
 
 
@@ -77,7 +78,7 @@ def read_session(token: str | None) -> PortalSession:
         return PortalSession(**data)
     except SignatureExpired as exc:
         raise AppError(
-            "Your session has expired: reopen the application.", status=401, code="expired"
+            _("Your session has expired: reopen the application."), status=401, code="expired"
         ) from exc
     except (BadSignature, TypeError) as exc:
         raise reject("bad session token") from exc
