@@ -272,5 +272,46 @@ def devportal(
     server.serve_forever()
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks on loopback."""
+
+
+@bench.command("robots")
+@click.option("--requests", "count", default=5000, show_default=True, help="distinct robot calls")
+@click.option("--concurrency", default=16, show_default=True, help="client connections")
+@click.option("--repeats", default=0.1, show_default=True, help="share of repeated deliveries")
+@click.option("--database-url", default="", help="PostgreSQL URL (a temporary schema is used)")
+@click.option(
+    "--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True
+)
+@click.option("--threads", default=4, show_default=True, help="threads per gthread worker")
+@click.option("--time-limit", default=300.0, show_default=True, help="seconds per phase")
+def bench_robots(
+    count: int,
+    concurrency: int,
+    repeats: float,
+    database_url: str,
+    worker_class: str,
+    threads: int,
+    time_limit: float,
+) -> None:
+    """Robot call ingestion vs. parsing alone, served by gunicorn with 2 workers."""
+    from marketapp.bench import run_robots_bench
+
+    report = run_robots_bench(
+        requests=count,
+        concurrency=concurrency,
+        database_url=database_url,
+        repeat_share=repeats,
+        time_limit=time_limit,
+        worker_class=worker_class,
+        threads=threads,
+        echo=click.echo,
+    )
+    if not report.check_ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
