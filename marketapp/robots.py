@@ -20,6 +20,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from pydantic import ValidationError
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketapp.actions import ACTIONS
@@ -37,6 +38,7 @@ from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
 from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
+from marketapp.bitrix.payloads import document_entity_id
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
 from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
@@ -74,14 +76,19 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
         )
     )
     enqueue(process_robot_calls, portal.id, delay=get_settings().robot_group_delay)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same call delivered twice at once: the other copy won
+        session.rollback()
+        return False
     return True
 
 
 def _document(document_id: str) -> tuple[str, int]:
-    """``CONTACT_42`` → (``CONTACT``, 42); other document kinds keep their prefix."""
-    prefix, _sep, tail = document_id.rpartition("_")
-    return prefix.upper(), int(tail) if tail.isdigit() else 0
+    """``CONTACT_42`` → (``CONTACT``, 42); other document kinds keep their prefix (cut to fit
+    its column: no supported entity type is that long), with id 0 when not a usable number."""
+    prefix = document_id.rpartition("_")[0]
+    return prefix.upper()[:16], document_entity_id(document_id) or 0
 
 
 @job(retries=20, retry_delay=5)

@@ -65,3 +65,11 @@ def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         in inspect(create_engine(f"sqlite:///{tmp_path / 'marketapp.db'}")).get_table_names()
     )
     assert os.path.exists(tmp_path / "secret_key")
+
+
+def test_url_with_percent_sign_migrates(tmp_path: Path) -> None:
+    folder = tmp_path / "with%25percent"
+    folder.mkdir()
+    engine = create_engine(f"sqlite:///{folder / 'db.sqlite'}")
+    upgrade(engine)
+    assert "portals" in inspect(engine).get_table_names()
