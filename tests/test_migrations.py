@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from marketapp.cli import main
-from marketapp.migrate import upgrade
+from marketapp.migrate import alembic_config, upgrade
 from marketapp.models import Base
 from tests.conftest import PG_SKIP, PG_URL
 
@@ -67,9 +67,7 @@ def test_db_upgrade_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert os.path.exists(tmp_path / "secret_key")
 
 
-def test_url_with_percent_sign_migrates(tmp_path: Path) -> None:
-    folder = tmp_path / "with space"
-    folder.mkdir()
-    engine = create_engine(f"sqlite:///{tmp_path}/with%20space/db.sqlite")  # rendered with %20
-    upgrade(engine)
-    assert "portals" in inspect(engine).get_table_names()
+def test_percent_encoded_password_reaches_alembic() -> None:
+    engine = create_engine("postgresql+psycopg://app:p%40ss@127.0.0.1:1/db")  # never connects
+    cfg = alembic_config(engine)
+    assert cfg.get_main_option("sqlalchemy.url") == "postgresql+psycopg://app:p%40ss@127.0.0.1:1/db"
