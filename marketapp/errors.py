@@ -30,12 +30,18 @@ class AppError(Exception):
             self.code = code
 
 
-# Blueprints called by machines (Bitrix24, load balancers, page scripts) always get JSON.
+# Blueprints called by machines (Bitrix24, load balancers, page scripts) always get JSON,
+# also for their URLs that match no route (a robot code with a slash: 404).
 JSON_BLUEPRINTS = {"events", "robots", "health"}
+JSON_PATHS = ("/api/", "/robots/")
 
 
 def wants_json() -> bool:
-    if request.is_json or request.blueprint in JSON_BLUEPRINTS or request.path.startswith("/api/"):
+    if (
+        request.is_json
+        or request.blueprint in JSON_BLUEPRINTS
+        or request.path.startswith(JSON_PATHS)
+    ):
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and not request.accept_mimetypes.accept_html

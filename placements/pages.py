@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from handlers.inbound import inbound_fields
+from marketapp.bitrix.errors import BitrixError
 from marketapp.bitrix.payloads import PlacementRequest, parse_placement
 from marketapp.channels.phones import sms_size
 from marketapp.db import db_session
@@ -158,6 +159,13 @@ def resync() -> ResponseReturnValue:
             status=502,
             code="sync_incomplete",
         ) from exc
+    except BitrixError as exc:  # not even the current registrations could be read
+        log.warning("sync failed", extra={"member_id": portal.member_id, "why": str(exc)})
+        raise AppError(
+            _("Some items could not be registered: %(items)s", items=str(exc.code)),
+            status=502,
+            code="sync_incomplete",
+        ) from exc
     return jsonify(applied=report.applied)
 
 
@@ -206,6 +214,11 @@ def _install(page: PlacementRequest) -> ResponseReturnValue:
             page,
             _("Some items could not be registered: %(items)s", items=", ".join(exc.failures)),
             502,
+        )
+    except BitrixError as exc:
+        log.warning("install sync failed", extra={"member_id": page.member_id, "why": str(exc)})
+        return _install_failed(
+            page, _("Some items could not be registered: %(items)s", items=str(exc.code)), 502
         )
     response = make_response(
         render_template(

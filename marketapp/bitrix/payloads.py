@@ -10,6 +10,7 @@ size limits; the ``parse_*`` functions validate them into models. Every failure 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
@@ -24,6 +25,8 @@ MAX_FIELDS = 1000
 MAX_DEPTH = 8
 MAX_KEY_LENGTH = 200
 MAX_VALUE_LENGTH = 64 * 1024
+INT32_MAX = 2**31 - 1  # ids, durations and counts end up in INTEGER columns
+MAX_TIMESTAMP = 253_402_214_399  # 9999-12-30: still a datetime in every time zone
 
 # name, then any number of [segment]; a segment may be empty (``list[]`` appends).
 _KEY = re.compile(r"^(?P<name>[^\[\]]+)(?P<rest>(?:\[[^\[\]]*\])*)$")
@@ -53,8 +56,8 @@ def nest(source: Source) -> dict[str, Any]:
             raise PayloadError(f"too many fields (more than {MAX_FIELDS})")
         _check_value(value, depth=1, field=key)
         _assign(root, _path(key), value, key)
-    converted: dict[str, Any] = _listify(root)
-    return converted
+    # Only nested maps become lists: the top level stays a map even for keys "0", "1"…
+    return {k: _listify(v) for k, v in root.items()}
 
 
 def _pairs(source: Source) -> Iterable[tuple[str, Any]]:
@@ -68,8 +71,8 @@ def _pairs(source: Source) -> Iterable[tuple[str, Any]]:
 
 
 def _path(key: str) -> list[str]:
-    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
-        raise PayloadError("field name too long or not text")
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+        raise PayloadError("field name too long, not text or with a NUL character")
     match = _KEY.match(key)
     if match is None:
         raise PayloadError(f"malformed field name {key[:60]!r}")
@@ -114,10 +117,16 @@ def _check_value(value: Any, depth: int, field: str) -> None:
     if isinstance(value, str):
         if len(value) > MAX_VALUE_LENGTH:
             raise PayloadError(f"field {field[:60]!r} longer than {MAX_VALUE_LENGTH} characters")
+        if "\x00" in value:  # no database column can hold it
+            raise PayloadError(f"field {field[:60]!r} contains a NUL character")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(f"field {field[:60]!r} is not a finite number")
     elif isinstance(value, dict):
         if len(value) > MAX_FIELDS:
             raise PayloadError(f"field {field[:60]!r} has more than {MAX_FIELDS} keys")
         for k, v in value.items():
+            if "\x00" in k:
+                raise PayloadError(f"field {field[:60]!r} has a key with a NUL character")
             _check_value(v, depth + 1, f"{field}[{k}]")
     elif isinstance(value, list):
         if len(value) > MAX_FIELDS:
@@ -135,8 +144,8 @@ def decode_body(content_type: str, body: bytes) -> dict[str, Any]:
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
             data = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise PayloadError("body is not valid JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            raise PayloadError("body is not valid JSON or nested too deeply") from exc
         if not isinstance(data, dict):
             raise PayloadError("JSON body must be an object")
         return nest(data)
@@ -193,7 +202,7 @@ def _json_object(value: Any) -> Any:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValueError("expected a JSON object string") from exc
         _check_value(value, depth=1, field="PLACEMENT_OPTIONS")
     if isinstance(value, list) and not value:
@@ -204,8 +213,16 @@ def _json_object(value: Any) -> Any:
 YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 Scope = Annotated[tuple[str, ...], BeforeValidator(_scope)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
-OptionalInt = Annotated[int | None, BeforeValidator(_blank_to_none)]
-Secret = Annotated[str | None, BeforeValidator(_blank_to_none), Field(repr=False)]
+# Bounded so that storing or adding them to a datetime cannot overflow.
+OptionalInt = Annotated[
+    Annotated[int, Field(ge=0, le=INT32_MAX)] | None, BeforeValidator(_blank_to_none)
+]
+Timestamp = Annotated[
+    Annotated[int, Field(ge=0, le=MAX_TIMESTAMP)] | None, BeforeValidator(_blank_to_none)
+]
+# OAuth tokens are printable ASCII; bounded to fit their encrypted columns.
+TokenText = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[!-~]+$")]
+Secret = Annotated[TokenText | None, BeforeValidator(_blank_to_none), Field(repr=False)]
 MemberId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Endpoint = Annotated[str, Field(min_length=8, max_length=512, pattern=r"^https?://[^\s]+/$")]
 
@@ -225,7 +242,7 @@ class Auth(_Model):
     server_endpoint: Endpoint
     access_token: Secret = None
     refresh_token: Secret = None
-    expires: OptionalInt = None
+    expires: Timestamp = None
     expires_in: OptionalInt = None
     scope: Scope = ()
     status: OptionalText = None
@@ -310,14 +327,17 @@ _EVENTS: dict[str, type[EventBase]] = {
 }
 
 
+DocumentPart = Annotated[str, Field(max_length=64)]
+
+
 class RobotCall(_Model):
     """A robot handler POST (platform doc §4.3)."""
 
     workflow_id: str = Field(min_length=1, max_length=64)
-    code: str = Field(min_length=1, max_length=128)
-    document_id: tuple[str, str, str]
-    document_type: tuple[str, str, str]
-    event_token: str = Field(min_length=1, max_length=512, repr=False)
+    code: str = Field(min_length=1, max_length=64)
+    document_id: tuple[DocumentPart, DocumentPart, DocumentPart]
+    document_type: tuple[DocumentPart, DocumentPart, DocumentPart]
+    event_token: TokenText = Field(repr=False)
     properties: Annotated[dict[str, Any], BeforeValidator(_json_object)] = Field(
         default_factory=dict
     )
@@ -329,8 +349,15 @@ class RobotCall(_Model):
     @property
     def entity_id(self) -> int | None:
         """The numeric id in ``document_id[2]`` (``CONTACT_42`` → 42, ``DYNAMIC_147_1`` → 1)."""
-        tail = self.document_id[2].rsplit("_", 1)[-1]
-        return int(tail) if tail.isdigit() else None
+        return document_entity_id(self.document_id[2])
+
+
+def document_entity_id(document_id: str) -> int | None:
+    """The id after the last ``_`` when it is an ASCII number that fits an INTEGER column."""
+    tail = document_id.rsplit("_", 1)[-1]
+    if not (tail.isascii() and tail.isdigit()) or len(tail) > 10 or int(tail) > INT32_MAX:
+        return None
+    return int(tail)
 
 
 class PlacementRequest(_Model):
