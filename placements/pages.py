@@ -99,7 +99,8 @@ def robot_settings() -> ResponseReturnValue:
 def sms_preview() -> ResponseReturnValue:
     """Length, encoding and segments of an SMS text (the settings page previews as you type)."""
     current_session()
-    text = str((request.get_json(silent=True) or {}).get("text", ""))[:5000]
+    data = request.get_json(silent=True)
+    text = str(data.get("text", "") if isinstance(data, dict) else "")[:5000]
     size = sms_size(text)
     return jsonify(
         encoding=size.encoding, characters=size.characters, units=size.units, segments=size.segments

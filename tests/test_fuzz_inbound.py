@@ -561,7 +561,7 @@ def session_headers(draw: st.DrawFn, portal_id: int) -> tuple[dict[str, str], bo
         printable = st.characters(min_codepoint=33, max_codepoint=126)
         return {"X-Session-Token": draw(st.text(printable))}, False
     session = PortalSession(
-        portal_id=draw(st.sampled_from([portal_id, portal_id + 1, 0, -1, 2**31])),
+        portal_id=draw(st.sampled_from([portal_id, portal_id + 1, 0, -1, 10**6])),
         member_id=draw(st.sampled_from([MEMBER_ID, "b" * 32, ""])),
         user_id=draw(st.integers(-1, 10)),
         is_admin=draw(st.booleans()),
@@ -585,6 +585,31 @@ SESSION_CALLS = [
 ]
 
 
+def test_sms_size_with_a_json_array_is_not_a_500(portal_app: Flask, client: FlaskClient) -> None:
+    """Regression: a JSON body that is not an object made ``.get`` fail (500)."""
+    portal_id = reset_portal(portal_app, True, PortalStatus.ACTIVE)
+    with portal_app.app_context():
+        token = issue_session(PortalSession(portal_id, MEMBER_ID, 1, False, "en"))
+    headers = {"X-Session-Token": token}
+    response = client.post("/api/sms/size", json=[None], headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()["characters"] == 0
+
+
+SETTINGS_BODY = {
+    "email_channel": "smtp",
+    "smtp_host": "smtp.example.com",
+    "smtp_port": 587,
+    "smtp_username": "user",
+    "smtp_password": "secret",
+    "smtp_starttls": True,
+    "smtp_from": "shop@example.com",
+    "sms_provider": "smsru",
+    "sms_credentials": {"api_id": "x"},
+    "sms_max_length": 3,
+}
+
+
 @settings(FUZZ, max_examples=500)
 @given(data=st.data(), state=portal_states)
 def test_session_api_never_fails(
@@ -602,8 +627,8 @@ def test_session_api_never_fails(
     if method == "GET":
         response = client.get(path, query_string=query, headers=headers)
     else:
-        base = {"member_id": MEMBER_ID, "_session": "x", "text": "Hello", "email_channel": "smtp"}
-        body, content_type = data.draw(bodies([base]))
+        base = {"member_id": MEMBER_ID, "_session": "x", "text": "Hello"}
+        body, content_type = data.draw(bodies([base, SETTINGS_BODY]))
         response = client.post(
             path, query_string=query, data=body, content_type=content_type, headers=headers
         )
