@@ -59,7 +59,7 @@ def install_from_page(session: Session, page: PlacementRequest) -> registration.
     portal.server_endpoint = page.server_endpoint
     portal.application_token = page.application_token
     portal.language = normalize(page.lang)
-    portal.scope = ",".join(page.scope)
+    portal.scope = ",".join(page.scope)[:512]  # the column; Bitrix24 scopes are far shorter
     store_tokens(portal, page.auth_id, page.refresh_id, page.auth_expires, user_id)
     session.add(portal)
     session.commit()
