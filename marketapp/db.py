@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, event
+from sqlalchemy import DateTime, Enum, ForeignKey, Integer, String, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -33,6 +34,13 @@ class TenantMixin:
 
     portal_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("portals.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+
+
+def enum_column(kind: type[enum.Enum], length: int = 32) -> Enum:
+    """An enum stored as its string values (portable, readable in SQL, no native type)."""
+    return Enum(
+        kind, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
     )
 
 

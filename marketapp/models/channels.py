@@ -6,14 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin
-
-
-def _enum(kind: type[enum.Enum]) -> Enum:
-    return Enum(kind, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin, enum_column
 
 
 class PortalSettings(TenantMixin, TimestampMixin, Base):
@@ -55,7 +51,7 @@ class Send(TenantMixin, TimestampMixin, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(32))
-    state: Mapped[SendState] = mapped_column(_enum(SendState), default=SendState.CLAIMED)
+    state: Mapped[SendState] = mapped_column(enum_column(SendState), default=SendState.CLAIMED)
     external_id: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Enum, Integer, String
+from sqlalchemy import Boolean, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from marketapp.db import Base, Encrypted, TimestampMixin
+from marketapp.db import Base, Encrypted, TimestampMixin, enum_column
 
 
 class PortalStatus(enum.StrEnum):
@@ -35,12 +35,7 @@ class Portal(TimestampMixin, Base):
     application_token: Mapped[str | None] = mapped_column(Encrypted(1024))
     scope: Mapped[str] = mapped_column(String(512), default="")
     status: Mapped[PortalStatus] = mapped_column(
-        Enum(
-            PortalStatus,
-            native_enum=False,
-            length=32,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        enum_column(PortalStatus),
         default=PortalStatus.ACTIVE,
     )
     installed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin
+from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin, enum_column
 
 
 class RobotCallState(enum.StrEnum):
@@ -33,12 +33,7 @@ class RobotCall(TenantMixin, TimestampMixin, Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSON)
     use_subscription: Mapped[bool] = mapped_column(default=True)
     state: Mapped[RobotCallState] = mapped_column(
-        Enum(
-            RobotCallState,
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        enum_column(RobotCallState, length=16),
         default=RobotCallState.QUEUED,
         index=True,
     )

@@ -6,7 +6,6 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +14,12 @@ from flask import Flask, request
 from werkzeug.serving import make_server
 
 from marketapp.devportal import DevportalServer, FakeClock
+from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.devportal.conftest import Harness, Receiver
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="system Chromium is not installed"),
+    needs_chromium,
 ]
 
 
