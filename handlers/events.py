@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from handlers.inbound import inbound_fields
+from marketapp.bitrix.payloads import request_fields
 from marketapp.db import db_session
 from marketapp.lifecycle.install import receive_event
 
@@ -14,5 +14,5 @@ bp = Blueprint("events", __name__)
 
 @bp.post("/events")
 def events() -> ResponseReturnValue:
-    outcome = receive_event(db_session(), inbound_fields())
+    outcome = receive_event(db_session(), request_fields(request))
     return jsonify(result=outcome)

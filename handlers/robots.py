@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from handlers.inbound import inbound_fields
-from marketapp.bitrix.payloads import parse_robot_call
+from marketapp.bitrix.payloads import parse_robot_call, request_fields
 from marketapp.db import db_session
 from marketapp.errors import AppError
 from marketapp.lifecycle.install import find_portal
@@ -19,7 +18,7 @@ bp = Blueprint("robots", __name__)
 
 @bp.post("/robots/<code>")
 def robot_call(code: str) -> ResponseReturnValue:
-    payload = parse_robot_call(inbound_fields())
+    payload = parse_robot_call(request_fields(request))
     if payload.code != code:
         raise AppError("The robot code does not match the handler URL.", code="invalid_payload")
     session = db_session()

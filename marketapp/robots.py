@@ -52,14 +52,9 @@ LEASE = timedelta(minutes=5)
 
 def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> bool:
     """Store a verified robot call and queue its processing; False for a repeated delivery."""
+    # No lookup first: the unique (portal, event_token hash) key decides, also for two copies
+    # arriving at the same moment.
     token_hash = hashlib.sha256(payload.event_token.encode()).hexdigest()
-    exists = session.scalar(
-        select(RobotCall.id).where(
-            RobotCall.portal_id == portal.id, RobotCall.event_token_hash == token_hash
-        )
-    )
-    if exists is not None:
-        return False
     entity_type, entity_id = _document(payload.document_id[2])
     session.add(
         RobotCall(
@@ -78,7 +73,7 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
     enqueue(process_robot_calls, portal.id, delay=get_settings().robot_group_delay)
     try:
         session.commit()
-    except IntegrityError:  # the same call delivered twice at once: the other copy won
+    except IntegrityError:  # a repeated delivery: the call is already stored
         session.rollback()
         return False
     return True

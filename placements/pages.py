@@ -14,9 +14,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from handlers.inbound import inbound_fields
 from marketapp.bitrix.errors import BitrixError
-from marketapp.bitrix.payloads import PlacementRequest, parse_placement
+from marketapp.bitrix.payloads import PlacementRequest, parse_placement, request_fields
 from marketapp.channels.phones import sms_size
 from marketapp.db import db_session
 from marketapp.errors import AppError
@@ -47,7 +46,7 @@ def main_page() -> ResponseReturnValue:
     """App URL and installer URL: install while the portal is new, else show the main page."""
     if request.method == "GET":
         return render_template("pages/outside.html")
-    page = parse_placement(inbound_fields())
+    page = parse_placement(request_fields(request))
     g.language = normalize(page.lang)
     portal = find_portal(db_session(), page.member_id)
     if request.path == "/install" or portal is None or not portal.installed:
@@ -60,7 +59,7 @@ def main_page() -> ResponseReturnValue:
 @bp.post("/placements/launch")
 def launch() -> ResponseReturnValue:
     """A CRM placement (list toolbar, row menu, card toolbar) opened by a user."""
-    page = parse_placement(inbound_fields())
+    page = parse_placement(request_fields(request))
     g.language = normalize(page.lang)
     portal, session = open_page(db_session(), page)
     return _page(
@@ -75,7 +74,7 @@ def launch() -> ResponseReturnValue:
 @bp.post("/placements/robot-settings")
 def robot_settings() -> ResponseReturnValue:
     """Bitrix24 opens a robot's settings here with its current values (``USE_PLACEMENT``)."""
-    page = parse_placement(inbound_fields())
+    page = parse_placement(request_fields(request))
     g.language = normalize(page.lang)
     portal, session = open_page(db_session(), page)
     options = page.placement_options

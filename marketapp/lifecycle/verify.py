@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app
 
+from marketapp.bitrix.http import shared_session
 from marketapp.settings import get_settings
 
 PROFILE_CACHE_SECONDS = 60
-_http = requests.Session()
 
 
 class VerificationError(Exception):
@@ -94,7 +94,7 @@ def portal_user(client_endpoint: str, auth_id: str) -> PortalUser:
 def _get_json(url: str, params: dict[str, str]) -> dict[str, Any]:
     timeout = get_settings().http_timeout
     try:
-        resp = _http.post(url, data=params, timeout=timeout)
+        resp = shared_session().post(url, data=params, timeout=timeout)
     except requests.RequestException as exc:
         raise VerificationError(f"cannot reach {urlsplit(url).netloc}") from exc
     try:
