@@ -21,7 +21,7 @@ class InvalidPhone(ValueError):
 def normalize_phone(raw: str, default_region: str = "RU") -> str:
     """``8 (916) 123-45-67`` → ``+79161234567``; raise :class:`InvalidPhone` if not valid."""
     try:
-        number = phonenumbers.parse(raw, (default_region or "RU").upper())
+        number = phonenumbers.parse(raw, default_region.upper())
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"{raw!r} is not a phone number") from exc
     if not phonenumbers.is_possible_number(number):

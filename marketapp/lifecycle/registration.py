@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from marketapp.bitrix.errors import BitrixError
 from marketapp.lifecycle.manifest import Manifest
 from marketapp.models import Portal, Registration
 
@@ -27,8 +28,8 @@ Command = tuple[str, dict[str, Any]]
 
 
 class BatchResult(Protocol):
-    results: dict[str, Any]
-    errors: dict[str, Any]
+    results: dict[Any, Any]
+    errors: dict[Any, BitrixError]
 
 
 class RestClient(Protocol):
@@ -68,7 +69,7 @@ def sync(session: Session, portal: Portal, client: RestClient, manifest: Manifes
         }
     )
     if current.errors:
-        raise SyncError({k: _describe(v) for k, v in current.errors.items()})
+        raise SyncError({k: str(v) for k, v in current.errors.items()})
     stored = {
         r.key: r.digest
         for r in session.scalars(
@@ -166,15 +167,14 @@ def _retry_conflicts(
     retry: dict[str, Command] = {}
     for key, error in outcome.errors.items():
         kind, _, code = key.partition(":")
-        err = _code(error)
-        if kind == "robot.add" and err == "ERROR_ACTIVITY_ALREADY_INSTALLED":
+        if kind == "robot.add" and error.code == "ERROR_ACTIVITY_ALREADY_INSTALLED":
             retry[key] = ("bizproc.robot.update", {"CODE": code, "FIELDS": manifest.robots[code]})
-        elif kind == "robot.update" and err == "ERROR_ACTIVITY_NOT_FOUND":
+        elif kind == "robot.update" and error.code == "ERROR_ACTIVITY_NOT_FOUND":
             retry[key] = ("bizproc.robot.add", {"CODE": code, **manifest.robots[code]})
-    failures = {k: _describe(v) for k, v in outcome.errors.items() if k not in retry}
+    failures = {k: str(v) for k, v in outcome.errors.items() if k not in retry}
     if retry:
         second = client.batch(retry)
-        failures.update({k: _describe(v) for k, v in second.errors.items()})
+        failures.update({k: str(v) for k, v in second.errors.items()})
     return failures
 
 
@@ -208,15 +208,3 @@ def _as_list(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, dict):
         return [v for v in value.values() if isinstance(v, dict)]
     return [v for v in value or [] if isinstance(v, dict)]
-
-
-def _code(error: Any) -> str:
-    return (
-        str(error.get("error", "")) if isinstance(error, dict) else str(getattr(error, "code", ""))
-    )
-
-
-def _describe(error: Any) -> str:
-    if isinstance(error, dict):
-        return f"{error.get('error', '')}: {error.get('error_description', '')}".strip(": ")
-    return str(error)
