@@ -54,6 +54,13 @@ def _loopback_only(self: socket.socket, address: Any) -> Any:
     return _real_connect(self, address)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _refuse_network() -> Iterator[None]:
     socket.socket.connect = _loopback_only  # type: ignore[method-assign]

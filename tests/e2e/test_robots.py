@@ -246,7 +246,7 @@ def test_send_email_through_portal_smtp(seeded: Installed) -> None:
         def handle_message(self, message: Any) -> None:
             received.append(message)
 
-    from tests.test_cli_run import free_port
+    from tests.conftest import free_port
 
     port = free_port()
     controller = Controller(Collect(), hostname="127.0.0.1", port=port)
