@@ -200,15 +200,7 @@ class PortalClient:
 
     def _send(self, token: Token, method: str, body: dict[str, Any]) -> dict[str, Any]:
         endpoint = validate_endpoint(token.client_endpoint, self.allow_insecure_loopback)
-        try:
-            response = self.http.post(
-                f"{endpoint}{method}",
-                json={**body, "auth": token.access_token},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise _transport_error(exc) from None
+        response = self._post(f"{endpoint}{method}", body, token)
         if response.is_redirect:
             return self._moved(token, method, body, response)
         return _envelope(response)
@@ -226,16 +218,18 @@ class PortalClient:
         new_endpoint = validate_endpoint(new_endpoint, self.allow_insecure_loopback)
         log.info("portal moved from %s to %s", old.hostname, location.hostname)
         moved = self.tokens.moved(token, new_endpoint)
+        return _envelope(self._post(f"{moved.client_endpoint}{method}", body, moved))
+
+    def _post(self, url: str, body: dict[str, Any], token: Token) -> requests.Response:
         try:
-            again = self.http.post(
-                f"{moved.client_endpoint}{method}",
-                json={**body, "auth": moved.access_token},
+            return self.http.post(
+                url,
+                json={**body, "auth": token.access_token},
                 timeout=self.timeout,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise _transport_error(exc) from None
-        return _envelope(again)
 
     # --- operating-time pauses ----------------------------------------------------------
 
