@@ -9,6 +9,7 @@ context with its own database session.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -145,8 +146,6 @@ def _drop_after_rollback(session: Session) -> None:
 
 def _import_job_modules() -> None:
     """Import the modules that define jobs so that they register before binding."""
-    import importlib
-
     for module in JOB_MODULES:
         importlib.import_module(module)
 

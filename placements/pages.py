@@ -233,7 +233,7 @@ def _install(page: PlacementRequest) -> ResponseReturnValue:
 
 def _install_failed(page: PlacementRequest, message: str, status: int) -> ResponseReturnValue:
     # The retry form re-posts what the user's browser just sent us, to the same URL.
-    fields = {k: v for k, v in request.form.items()}
+    fields = request.form.to_dict()
     response = make_response(
         render_template(
             "pages/install_failed.html",
