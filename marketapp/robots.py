@@ -43,6 +43,7 @@ from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
 from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
 from marketapp.portal_settings import portal_settings
+from marketapp.robot_origin import confirmed
 from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ def _release(session: Session, calls: list[RobotCall]) -> None:
 
 
 def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
+    calls = confirmed(ctx, calls)  # forged calls are rejected here: no side effect, no answer
     todo = [c for c in calls if not c.status]  # a retried call may only lack its answer
     outcomes = _run_actions(ctx, todo)
     for call in todo:

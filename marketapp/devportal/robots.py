@@ -43,9 +43,11 @@ def run_robot(
         numbers = [emu.rng.randint(10000, 99999), *(emu.rng.randint(1, 9999) for _ in range(3))]
         activity = "A" + "_".join(str(n) for n in numbers)
         event_id = emu.alnum(32)
+        # Bitrix24 signs "<workflow>|<activity>|<event id>" with a server-side secret (its
+        # Signer, salt "bizproc"); the app cannot check it, only bizproc.* methods can.
         signature = hmac.new(
-            install.application_token.encode(),
-            f"{workflow_id}|{activity}|{event_id}".encode(),
+            portal.signer_key.encode(),
+            f"{workflow_id}|{activity}|{event_id}|bizproc".encode(),
             hashlib.sha256,
         ).hexdigest()
         subscribed = str(fields.get("USE_SUBSCRIPTION", "")).upper() != "N"
@@ -63,6 +65,7 @@ def run_robot(
             timeout_duration=int(timeout_duration),
             started_at=emu.clock.now(),
             run_as=user,
+            template_id=_template_id(emu, portal, doc_type[2]),
         )
         wf.log.append({"time": wf.started_at, "message": f"robot {code} started"})
         if not subscribed:
@@ -83,6 +86,13 @@ def run_robot(
         meta = {"member_id": portal.member_id, "client_id": client_id, "workflow_id": wf.id}
         emu.deliveries.enqueue("robot", str(fields["HANDLER"]), payload, meta)
         return wf
+
+
+def _template_id(emu: Emulator, portal: Portal, document_type: str) -> int:
+    """One automation template per document type and portal, numbered from 1."""
+    if document_type not in portal.templates:
+        portal.templates[document_type] = emu.ids.next(f"bp_template:{portal.member_id}")
+    return portal.templates[document_type]
 
 
 def _property_values(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +124,15 @@ def expire_waits(emu: Emulator) -> None:
                 and now >= wf.started_at + wf.timeout_duration
             ):
                 _close(emu, wf, "timed_out", "timed out waiting for a response")
+
+
+def running(emu: Emulator, portal: Portal) -> list[Workflow]:
+    """The portal's workflows not finished yet (what ``bizproc.workflow.instances`` lists)."""
+    expire_waits(emu)
+    with emu.lock:
+        return [
+            w for w in emu.workflows.values() if w.member_id == portal.member_id and not w.finished
+        ]
 
 
 def find_by_token(emu: Emulator, token: str) -> Workflow | None:

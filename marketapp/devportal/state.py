@@ -6,6 +6,7 @@ are reproducible.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections import deque
@@ -136,6 +137,9 @@ class Workflow:
     timeout_duration: int
     started_at: float
     run_as: int
+    # bizproc.workflow.instances: the automation template it runs, who started it (0: automation).
+    template_id: int = 0
+    started_by: int = 0
     state: str = "waiting"  # waiting | completed | timed_out
     finished: bool = False
     return_values: dict[str, Any] = field(default_factory=dict)
@@ -169,6 +173,11 @@ class Portal:
     faults: dict[str, Any] = field(default_factory=dict)
     fault_script: list[dict[str, Any]] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    # The server-side secret event tokens are signed with (Bitrix24's signer key): apps never
+    # see it, so only the portal can tell a token it issued.
+    signer_key: str = ""
+    # Automation template id per document type (``CONTACT`` → 1, ...), for workflow listings.
+    templates: dict[str, int] = field(default_factory=dict)
 
 
 DEFAULT_USERS = (
@@ -271,6 +280,10 @@ class Emulator:
                 bucket=LeakyBucket(capacity, rate),
                 rng=random.Random(self.config.seed * 1000 + index),
             )
+            # Derived, not drawn from the generators: seeded ids and data stay as they were.
+            portal.signer_key = hashlib.sha256(
+                f"{self.config.seed}|{portal.member_id}|bizproc".encode()
+            ).hexdigest()
             self.portals.append(portal)
             return portal
 

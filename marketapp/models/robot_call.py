@@ -16,6 +16,9 @@ class RobotCallState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"  # the action ran (sent, skipped or failed) and Bitrix24 got the answer
+    # Not shown to come from a workflow of the portal (marketapp.robot_origin): no side effect,
+    # no answer. Stored as a string: no migration.
+    REJECTED = "rejected"
 
 
 class RobotCall(TenantMixin, TimestampMixin, Base):

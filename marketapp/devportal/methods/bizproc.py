@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from marketapp.devportal import faults, robots
+from marketapp.devportal.crm import iso
 from marketapp.devportal.errors import RestError, access_denied, legacy
-from marketapp.devportal.registry import Ctx, method, param
+from marketapp.devportal.registry import Ctx, ListPage, method, param
 from marketapp.devportal.state import Robot, Workflow
 
 CODE = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -173,6 +175,125 @@ def workflow_start(ctx: Ctx, params: dict[str, Any]) -> str:
     if not doc or len(_as_list(doc)) != 3:
         raise legacy("Wrong DOCUMENT_ID!")
     raise RestError("ERROR_WRONG_WORKFLOW_ID", "Template not found", 400)
+
+
+# -- bizproc.workflow.instances -------------------------------------------------------------------
+# b24restdocs api-reference/bizproc/bizproc-workflow-instances.md: admins only, running workflows
+# (finished ones leave the list), 50 per page. Unknown fields and operators (``=`` included) are
+# ignored, not refused, the way the server builds its query.
+INSTANCE_FIELDS = (
+    "ID",
+    "MODIFIED",
+    "OWNED_UNTIL",
+    "MODULE_ID",
+    "ENTITY",
+    "DOCUMENT_ID",
+    "STARTED",
+    "STARTED_BY",
+    "TEMPLATE_ID",
+)
+INSTANCE_DATES = ("MODIFIED", "OWNED_UNTIL", "STARTED")
+FILTER_KEY = re.compile(r"^([^a-zA-Z]*)(.*)$")
+PAGE = 50
+
+
+def _instance_row(wf: Workflow) -> dict[str, Any]:
+    modified = max([wf.started_at, *(float(e["time"]) for e in wf.log)])
+    return {
+        "ID": wf.id,
+        "MODIFIED": modified,
+        "OWNED_UNTIL": None,  # set only while a hit executes it
+        "MODULE_ID": wf.document_id[0],
+        "ENTITY": wf.document_id[1],
+        "DOCUMENT_ID": wf.document_id[2],
+        "STARTED": wf.started_at,
+        "STARTED_BY": str(wf.started_by),
+        "TEMPLATE_ID": str(wf.template_id),
+    }
+
+
+def _comparable(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field in INSTANCE_DATES:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return datetime.fromisoformat(str(value)).timestamp()
+        except ValueError:
+            return None
+    text = str(value)
+    return (
+        int(text) if field in ("STARTED_BY", "TEMPLATE_ID") and text.lstrip("-").isdigit() else text
+    )
+
+
+def _matches(row: dict[str, Any], op: str, field: str, value: Any) -> bool:
+    have = _comparable(field, row[field])
+    if op in ("", "!"):
+        wanted = (
+            [_comparable(field, v) for v in _as_list(value)]
+            if isinstance(value, list | dict)
+            else [_comparable(field, value)]
+        )
+        return (have in wanted) == (op == "")
+    want = _comparable(field, value)
+    if have is None or want is None or type(have) is not type(want):
+        return False
+    return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]
+
+
+def _instance_filter(value: Any) -> list[tuple[str, str, Any]]:
+    rules: list[tuple[str, str, Any]] = []
+    for key, wanted in value.items() if isinstance(value, dict) else []:
+        match = FILTER_KEY.match(str(key))
+        op, field = (match.group(1), match.group(2)) if match else ("", "")  # case as sent
+        if op in ("", "!", "<", "<=", ">", ">=") and field in INSTANCE_FIELDS:
+            rules.append((op, field, wanted))
+    return rules
+
+
+def _instance_order(rows: list[dict[str, Any]], value: Any) -> None:
+    order = [
+        (str(k).upper(), str(v).upper() == "DESC")
+        for k, v in (value.items() if isinstance(value, dict) else [])
+        if str(k).upper() in INSTANCE_FIELDS
+    ] or [("MODIFIED", True)]
+    for field, desc in reversed(order):  # stable sorts: the first key decides last
+        rows.sort(key=lambda r, f=field: _sort_key(f, r[f]), reverse=desc)
+
+
+def _sort_key(field: str, value: Any) -> tuple[bool, Any]:
+    """Empty values first (ascending); the value is compared only between non-empty ones."""
+    have = _comparable(field, value)
+    return (have is not None, have if have is not None else 0)
+
+
+@method("bizproc.workflow.instance.list", "bizproc", admin=True)  # the old name, an alias
+@method("bizproc.workflow.instances", "bizproc", admin=True)
+def workflow_instances(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    rows = [_instance_row(wf) for wf in robots.running(ctx.emu, ctx.portal)]
+    rules = _instance_filter(param(params, "FILTER", default={}))
+    rows = [r for r in rows if all(_matches(r, op, f, v) for op, f, v in rules)]
+    _instance_order(rows, param(params, "ORDER", default={}))
+    wanted = param(params, "SELECT", default=[])
+    names = _as_list(wanted) if isinstance(wanted, list | dict) else []
+    select = [f for f in dict.fromkeys(str(x).upper() for x in names) if f in INSTANCE_FIELDS]
+    select = select or ["ID", "MODIFIED", "OWNED_UNTIL"]
+    start = max(_int(param(params, "start", default=0)), 0)
+    page = [
+        {f: iso(r[f]) if f in INSTANCE_DATES and r[f] is not None else r[f] for f in select}
+        for r in rows[start : start + PAGE]
+    ]
+    after = start + PAGE
+    return ListPage(page, total=len(rows), next=after if after < len(rows) else None)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 # -- automation triggers (stubs) ------------------------------------------------------------------
