@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     oauth_hosts: str = ",".join(DEFAULT_OAUTH_HOSTS)
     # Allow plain http endpoints on loopback (development and tests only).
     allow_insecure_loopback: bool = False
+    # Let portal admins point SMTP at loopback/private addresses (development and tests only).
+    allow_private_smtp: bool = False
+    # Operator-chosen SMS gateway endpoints, "provider=https://host[/path]" comma-separated;
+    # unset providers use the official endpoint. Portal admins can never change these.
+    sms_gateways: str = ""
     bx24_js_url: str = "//api.bitrix24.com/api/v1/"
     jobs_immediate: bool = False
     jobs_workers: int = 2
@@ -54,6 +60,16 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("sms_gateways")
+    @classmethod
+    def _https_gateways(cls, value: str) -> str:
+        parse_gateways(value)
+        return value
+
+    @property
+    def sms_gateway_urls(self) -> dict[str, str]:
+        return parse_gateways(self.sms_gateways)
+
     @property
     def oauth_host_list(self) -> list[str]:
         return [h.strip().lower() for h in self.oauth_hosts.split(",") if h.strip()]
@@ -65,6 +81,24 @@ class Settings(BaseSettings):
     @property
     def fernet_keys(self) -> list[str]:
         return [k.strip() for k in self.encryption_keys.get_secret_value().split(",") if k.strip()]
+
+
+SMS_PROVIDERS = ("twilio", "smsru")
+
+
+def parse_gateways(value: str) -> dict[str, str]:
+    """``twilio=https://a,smsru=https://b`` as a dict; only known providers and HTTPS URLs."""
+    urls: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        provider, _, url = entry.partition("=")
+        provider, url = provider.strip(), url.strip().rstrip("/")
+        parts = urlsplit(url)
+        if provider not in SMS_PROVIDERS or parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"sms_gateways: {entry!r} is not provider=https://host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"sms_gateways: {entry!r} must be a plain https://host[/path]")
+        urls[provider] = url
+    return urls
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

@@ -1,4 +1,4 @@
-"""A portal's channel settings: read with defaults, validated updates from the admin page."""
+"""A portal's channel settings: read with defaults, validated partial updates from the admin."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from marketapp.channels.network import BlockedHost, operator_settings, resolve
 from marketapp.errors import AppError
 from marketapp.models import Portal, PortalSettings
 
@@ -18,8 +19,8 @@ _FIELD = re.compile(r"^(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z0-9_]*)?$")
 # Credentials each SMS provider needs (secret ones are never shown back).
 PROVIDER_FIELDS = {
     "outbox": (),
-    "twilio": ("account_sid", "auth_token", "from", "messaging_service_sid", "base_url"),
-    "smsru": ("api_id", "from", "base_url"),
+    "twilio": ("account_sid", "auth_token", "from", "messaging_service_sid"),
+    "smsru": ("api_id", "from"),
 }
 SECRET_FIELDS = {"auth_token", "api_id"}
 
@@ -78,16 +79,26 @@ class SettingsForm(BaseModel):
 
 
 def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettings:
-    """Validate ``data`` and store it; raise a 400 naming the bad fields, changing nothing."""
+    """Apply a partial update: the named fields change, absent ones keep their stored value.
+
+    ``data`` must be a JSON object; the merged result is validated as a whole and a problem is
+    a 400 naming the field, changing nothing. Blank secrets keep the stored secret.
+    """
+    if not isinstance(data, dict):
+        raise AppError(
+            "Invalid settings: the body must be a JSON object (Content-Type: application/json)",
+            code="invalid_settings",
+        )
+    row = portal_settings(session, portal)
     try:
-        form = SettingsForm.model_validate(data if isinstance(data, dict) else {})
+        form = SettingsForm.model_validate({**_stored_fields(row), **data})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise AppError(f"Invalid settings: {problems}", code="invalid_settings") from None
-    row = portal_settings(session, portal)
-    stored = (
-        json.loads(row.sms_credentials or "{}") if row.sms_provider == form.sms_provider else {}
-    )
+    stored: dict[str, str] = {}
+    if row.sms_provider == form.sms_provider:
+        stored = json.loads(row.sms_credentials or "{}")
+        stored.pop("base_url", None)  # the endpoint is the operator's now (MARKETAPP_SMS_GATEWAYS)
     credentials = {k: v for k, v in form.sms_credentials.items() if v or k not in SECRET_FIELDS}
     missing = _missing_credentials(form, {**stored, **credentials})
     if missing:
@@ -95,10 +106,8 @@ def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettin
             f"Invalid settings: {form.sms_provider} needs {', '.join(missing)}",
             code="invalid_settings",
         )
-    if form.email_channel == "smtp" and not (form.smtp_host and form.smtp_from):
-        raise AppError(
-            "Invalid settings: SMTP needs a host and a From address", code="invalid_settings"
-        )
+    if form.email_channel == "smtp":
+        _check_smtp(form, changed=bool({"email_channel", "smtp_host", "smtp_port"} & set(data)))
     for name, value in form.model_dump(exclude={"sms_credentials", "smtp_password"}).items():
         setattr(row, name, value)
     if form.smtp_password:
@@ -106,6 +115,26 @@ def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettin
     row.sms_credentials = json.dumps({**stored, **credentials})
     session.commit()
     return row
+
+
+def _stored_fields(row: PortalSettings) -> dict[str, Any]:
+    """The row as form values (secrets and credentials are merged separately)."""
+    names = set(SettingsForm.model_fields) - {"sms_credentials", "smtp_password"}
+    return {name: getattr(row, name) for name in names if getattr(row, name) is not None}
+
+
+def _check_smtp(form: SettingsForm, *, changed: bool) -> None:
+    if not (form.smtp_host and form.smtp_from):
+        raise AppError(
+            "Invalid settings: SMTP needs a host and a From address", code="invalid_settings"
+        )
+    if not changed:
+        return  # unchanged destination: checked when it was set, and again at every connect
+    allow_private = operator_settings().allow_private_smtp
+    try:
+        resolve(form.smtp_host, form.smtp_port, allow_private=allow_private)
+    except BlockedHost as exc:
+        raise AppError(f"Invalid settings: smtp_host: {exc}", code="invalid_settings") from None
 
 
 def _missing_credentials(form: SettingsForm, credentials: dict[str, str]) -> list[str]:

@@ -49,14 +49,19 @@ def rsps() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-def twilio(**creds: str) -> TwilioProvider:
-    base = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": TW_BASE}
-    return TwilioProvider({**base, **creds}, requests.Session(), TIMEOUT)
+def twilio(base_url: str = TW_BASE, **creds: str) -> TwilioProvider:
+    base = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
+    return TwilioProvider({**base, **creds}, requests.Session(), TIMEOUT, base_url)
 
 
 def smsru(**creds: str) -> SmsRuProvider:
-    base = {"api_id": API_ID, "base_url": RU_BASE}
-    return SmsRuProvider({**base, **creds}, requests.Session(), TIMEOUT)
+    return SmsRuProvider({"api_id": API_ID, **creds}, requests.Session(), TIMEOUT, RU_BASE)
+
+
+@pytest.fixture
+def operator_gateways(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator points both providers at the test endpoints (``MARKETAPP_SMS_GATEWAYS``)."""
+    monkeypatch.setenv("MARKETAPP_SMS_GATEWAYS", f"twilio={TW_BASE}/,smsru={RU_BASE}")
 
 
 def form_of(call: Any) -> list[tuple[str, str]]:
@@ -569,7 +574,7 @@ def test_provider_for_defaults_to_outbox(name: str | None) -> None:
 
 
 def test_provider_for_twilio_uses_credentials_session_and_timeout(
-    rsps: responses.RequestsMock,
+    rsps: responses.RequestsMock, operator_gateways: None
 ) -> None:
     rsps.post(TW_MESSAGES, json=twilio_message(), status=201)
     session = requests.Session()
@@ -577,7 +582,6 @@ def test_provider_for_twilio_uses_credentials_session_and_timeout(
         "account_sid": ACCOUNT_SID,
         "auth_token": AUTH_TOKEN,
         "api_key": API_KEY,
-        "base_url": TW_BASE,
         "from": "+15557122661",
         "status_callback": "https://app.example/cb",
     }
@@ -598,9 +602,9 @@ def test_provider_for_twilio_uses_credentials_session_and_timeout(
     assert timeout_of(call) == 3.0
 
 
-def test_provider_for_smsru(rsps: responses.RequestsMock) -> None:
+def test_provider_for_smsru(rsps: responses.RequestsMock, operator_gateways: None) -> None:
     rsps.post(RU_SEND, json=smsru_sent())
-    creds = {"api_id": API_ID, "base_url": RU_BASE, "from": "ACME"}
+    creds = {"api_id": API_ID, "from": "ACME"}
     provider = provider_for(settings_with("smsru", creds), requests.Session(), TIMEOUT)
     assert isinstance(provider, SmsRuProvider)
     assert provider.name == "smsru"
@@ -614,7 +618,7 @@ def test_provider_for_smsru(rsps: responses.RequestsMock) -> None:
         ("twilio", {"account_sid": ACCOUNT_SID, "api_key": API_KEY}),
         ("twilio", {"auth_token": AUTH_TOKEN}),
         ("twilio", None),
-        ("smsru", {"from": "ACME", "base_url": RU_BASE}),
+        ("smsru", {"from": "ACME"}),
         ("smsru", ""),
         ("twilio", '{"account_sid": "' + ACCOUNT_SID + '", "auth_token": "' + AUTH_TOKEN),
         ("smsru", '["' + API_ID + '"]'),
@@ -633,3 +637,43 @@ def test_provider_for_unknown_provider_is_not_the_outbox() -> None:
     # Falling back to the outbox would mark messages "delivered" that were never sent.
     with pytest.raises(SmsError, match="unknown SMS provider 'twillio'"):
         provider_for(settings_with("twillio", {"api_id": API_ID}), requests.Session(), TIMEOUT)
+
+
+def test_gateway_endpoint_is_never_taken_from_the_credentials(
+    rsps: responses.RequestsMock,
+) -> None:
+    """An admin-chosen ``base_url`` (stored by an older version) is ignored: the official one."""
+    rsps.post(
+        f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+        json=twilio_message(),
+        status=201,
+    )
+    rsps.post("https://sms.ru/sms/send", json=smsru_sent())
+    for name, creds in [
+        ("twilio", {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}),
+        ("smsru", {"api_id": API_ID}),
+    ]:
+        stored = {**creds, "base_url": "http://127.0.0.1:9/internal-service"}
+        provider_for(settings_with(name, stored), requests.Session(), TIMEOUT).send(
+            "k", PHONE, "hi", "+1555"
+        )
+    assert len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "twilio=http://api.twilio.test",
+        "twilio=https://user:pw@api.twilio.test",
+        "nexmo=https://rest.nexmo.test",
+        "twilio",
+        "smsru=https://",
+    ],
+)
+def test_operator_gateways_are_https_urls_of_known_providers(value: str) -> None:
+    from pydantic import ValidationError
+
+    from marketapp.config import Settings
+
+    with pytest.raises(ValidationError, match="sms_gateways"):
+        Settings(sms_gateways=value)

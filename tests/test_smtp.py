@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ PASSWORD = "s3cret-Pa55word!"
 WRONG_PASSWORD = "wr0ng-Pa55word?"
 REFUSED = "blocked@client.example"
 KEY = "run:42:email:0"
+
+
+@pytest.fixture(autouse=True)
+def _private_smtp_allowed(_clean_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test servers are on loopback: the operator's development setting allows that."""
+    monkeypatch.setenv("MARKETAPP_ALLOW_PRIVATE_SMTP", "true")
 
 
 @dataclass(frozen=True)
@@ -305,10 +312,52 @@ def test_refused_recipient(plain_server: Server) -> None:
     assert plain_server.received == []
 
 
-def test_unreachable_port() -> None:
-    with pytest.raises(SmtpError, match="ConnectionRefusedError") as info:
-        send(settings_for(free_port()))
+def test_unreachable_port_names_no_internal_detail() -> None:
+    port = free_port()
+    with pytest.raises(SmtpError) as info:
+        send(settings_for(port))
+    assert str(info.value) == "SMTP: could not connect to the SMTP server"
+    assert info.value.__cause__ is None and info.value.__context__ is None
     assert_no_password(info.value)
+
+
+@pytest.mark.parametrize("host", [HOST, "localhost", "[::1]", "::ffff:127.0.0.1", "0.0.0.0"])  # noqa: S104
+def test_private_host_is_refused_before_connecting(
+    plain_server: Server, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.delenv("MARKETAPP_ALLOW_PRIVATE_SMTP")
+    connects: list[Any] = []
+    monkeypatch.setattr("socket.create_connection", lambda *a, **k: connects.append(a))
+    with pytest.raises(SmtpError, match="^SMTP: could not connect to the SMTP server$"):
+        send(settings_for(plain_server.port, smtp_host=host, smtp_starttls=False))
+    assert connects == [] and plain_server.received == []
+
+
+def test_connects_to_the_checked_address_but_verifies_the_host_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is resolved once, by the check; the certificate is still checked for the name."""
+    cert, key = make_certificate(tmp_path, [])  # valid for "localhost" only, not 127.0.0.1
+    pem = Tls(cert, key, cert.read_text())
+    servers = run_server(tls_context=pem.server(), require_starttls=True)
+    server = next(servers)
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def counted(host: str, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return [i for i in real(host, *args, **kwargs) if i[0] == socket.AF_INET]
+
+    monkeypatch.setattr(socket, "getaddrinfo", counted)
+    try:
+        plain = {"smtp_username": "", "smtp_starttls": True}
+        send(settings_for(server.port, smtp_host="localhost", **plain), tls=pem.client())
+        assert [r.tls for r in server.received] == [True]
+        assert [h for h in lookups if h != HOST] == ["localhost"]  # then connects to the IP
+        with pytest.raises(SmtpError, match="SSLCertVerificationError"):
+            send(settings_for(server.port, smtp_host=HOST, **plain), tls=pem.client())
+    finally:
+        servers.close()
 
 
 @pytest.mark.parametrize(
@@ -323,3 +372,47 @@ def test_header_injection_is_an_smtp_error(plain_server: Server, header: dict[st
     with pytest.raises(SmtpError, match="invalid header"):
         send(plain_settings(plain_server.port), **header)
     assert plain_server.received == []
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("::ffff:8.8.8.8", True),
+        *(
+            (a, False)
+            for a in (
+                "127.0.0.1",
+                "10.0.0.1",
+                "172.16.0.1",
+                "192.168.1.1",
+                "169.254.169.254",
+                "100.64.0.1",
+                "0.0.0.0",  # noqa: S104
+                "224.0.0.1",
+                "239.255.255.250",
+                "240.0.0.1",
+                "255.255.255.255",
+                "192.0.0.1",
+                "198.18.0.1",
+                "::1",
+                "::",
+                "fe80::1",
+                "fc00::1",
+                "ff02::1",
+                "::ffff:127.0.0.1",
+                "::ffff:10.0.0.1",
+                "2002:7f00:1::1",
+                "64:ff9b::7f00:1",
+                "2001::1",
+            )
+        ),
+    ],
+)
+def test_only_global_addresses_are_public(address: str, public: bool) -> None:
+    import ipaddress
+
+    from marketapp.channels.network import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is public

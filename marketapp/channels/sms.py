@@ -4,6 +4,10 @@
 * ``twilio``: a Twilio-compatible REST API (``POST /2010-04-01/Accounts/{sid}/Messages.json``).
 * ``smsru``: an SMS.ru-compatible API (``POST /sms/send`` and ``/sms/status`` with ``json=1``).
 
+A gateway's endpoint is the provider's official HTTPS URL, or the one the operator sets in
+``MARKETAPP_SMS_GATEWAYS``; a portal admin chooses the provider and credentials only, so the
+app never sends credentials to an address of the admin's choosing.
+
 Every provider gets the ledger key of the send, so the outbox can be reconciled exactly; HTTP
 gateways cannot be asked "did you get key K?", so an unknown outcome there is never resent.
 """
@@ -16,7 +20,10 @@ from typing import Any, Protocol
 
 import requests
 
+from marketapp.channels.network import operator_settings
 from marketapp.models import PortalSettings
+
+ENDPOINTS = {"twilio": "https://api.twilio.com", "smsru": "https://sms.ru"}
 
 # Provider statuses mapped to ours: queued, sent, delivered, undelivered, failed.
 _TWILIO_STATUS = {
@@ -85,8 +92,14 @@ class OutboxProvider:
 class TwilioProvider:
     name = "twilio"
 
-    def __init__(self, creds: dict[str, str], http: requests.Session, timeout: float):
-        self.base = creds.get("base_url", "https://api.twilio.com").rstrip("/")
+    def __init__(
+        self,
+        creds: dict[str, str],
+        http: requests.Session,
+        timeout: float,
+        base: str = ENDPOINTS["twilio"],
+    ):
+        self.base = base.rstrip("/")
         self.sid = creds["account_sid"]
         self.auth = (creds.get("api_key") or self.sid, creds["auth_token"])
         self.sender = creds.get("from", "")
@@ -128,8 +141,14 @@ class TwilioProvider:
 class SmsRuProvider:
     name = "smsru"
 
-    def __init__(self, creds: dict[str, str], http: requests.Session, timeout: float):
-        self.base = creds.get("base_url", "https://sms.ru").rstrip("/")
+    def __init__(
+        self,
+        creds: dict[str, str],
+        http: requests.Session,
+        timeout: float,
+        base: str = ENDPOINTS["smsru"],
+    ):
+        self.base = base.rstrip("/")
         self.api_id = creds["api_id"]
         self.sender = creds.get("from", "")
         self.http, self.timeout = http, timeout
@@ -185,12 +204,19 @@ def provider_for(settings: PortalSettings, http: requests.Session, timeout: floa
         creds = None
     if not isinstance(creds, dict):
         raise SmsError(f"{settings.sms_provider} credentials are not a JSON object") from None
+    # A "base_url" stored among the credentials by an older version is ignored on purpose.
+    base = gateway_url(settings.sms_provider)
     try:
         if settings.sms_provider == "twilio":
-            return TwilioProvider(creds, http, timeout)
-        return SmsRuProvider(creds, http, timeout)
+            return TwilioProvider(creds, http, timeout, base)
+        return SmsRuProvider(creds, http, timeout, base)
     except KeyError as exc:
         raise SmsError(f"{settings.sms_provider} credentials lack {exc.args[0]!r}") from None
+
+
+def gateway_url(provider: str) -> str:
+    """The provider's endpoint: the operator's choice, else the official one (HTTPS both)."""
+    return operator_settings().sms_gateway_urls.get(provider, ENDPOINTS[provider])
 
 
 def _http(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:

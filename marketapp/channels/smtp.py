@@ -1,18 +1,56 @@
-"""E-mail through the portal's own SMTP server (STARTTLS and login when configured)."""
+"""E-mail through the portal's own SMTP server (STARTTLS and login when configured).
+
+The host is resolved and checked (:mod:`marketapp.channels.network`) right before connecting,
+and the connection goes to an address that passed the check; STARTTLS still verifies the
+certificate against the configured host name.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+from marketapp.channels.network import BlockedHost, operator_settings, resolve
 from marketapp.models import PortalSettings
+
+log = logging.getLogger(__name__)
+UNREACHABLE = "SMTP: could not connect to the SMTP server"
 
 
 class SmtpError(Exception):
     """The server refused the message or could not be reached."""
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """Connects to ``address`` while speaking to ``host`` (EHLO, STARTTLS server name)."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self._address, port), timeout, self.source_address)
+
+
+def _connect(settings: PortalSettings, timeout: float) -> smtplib.SMTP:
+    """A connection to the first approved address of the host; no internal detail escapes."""
+    host, port = settings.smtp_host.strip().strip("[]"), settings.smtp_port
+    try:
+        addresses = resolve(host, port, allow_private=operator_settings().allow_private_smtp)
+    except BlockedHost as exc:
+        log.debug("SMTP host refused: %s", exc)
+        raise SmtpError(UNREACHABLE) from None
+    for address in addresses:
+        try:
+            return _PinnedSMTP(host, address, port, timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            log.debug("SMTP connection failed: %s", type(exc).__name__)
+    raise SmtpError(UNREACHABLE)
 
 
 def send_email(
@@ -41,15 +79,19 @@ def send_email(
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
+    connection = _connect(settings, timeout)
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout) as smtp:
+        with connection as smtp:
             if settings.smtp_starttls:
                 smtp.starttls(context=tls or ssl.create_default_context())
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password or "")
             smtp.send_message(message)
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, ssl.SSLError) as exc:
         raise SmtpError(f"SMTP: {type(exc).__name__}: {_safe(exc)}") from exc
+    except OSError as exc:  # reset, timeout: errno texts say nothing useful to the admin
+        log.debug("SMTP connection lost: %s", type(exc).__name__)
+        raise SmtpError("SMTP: the connection to the SMTP server was lost") from exc
     return str(message["Message-ID"])
 
 

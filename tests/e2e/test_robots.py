@@ -249,6 +249,8 @@ def test_send_email_through_portal_smtp(seeded: Installed) -> None:
     from tests.conftest import free_port
 
     port = free_port()
+    # The fake server is on loopback: the operator's development setting allows that.
+    seeded.app.app.extensions["marketapp.settings"].allow_private_smtp = True
     controller = Controller(Collect(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
