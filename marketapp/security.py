@@ -35,16 +35,19 @@ def tokens_match(stored: str | None, given: str | None) -> bool:
     return hmac.compare_digest(stored.encode(), given.encode())
 
 
+def security_event(message: str, reason: str, *, member_id: str | None, **extra: Any) -> None:
+    """Log a refused or ignored call on the security logger (no secrets; jobs use it too)."""
+    security_log.warning(message, extra={"reason": reason, "member_id": member_id, **extra})
+
+
 def reject(reason: str, *, member_id: str | None = None, status: int = 401) -> AppError:
     """Log a refused call (without secrets) and return the error to raise."""
-    security_log.warning(
+    security_event(
         "rejected call",
-        extra={
-            "reason": reason,
-            "member_id": member_id,
-            "path": request.path,
-            "remote_addr": request.remote_addr,
-        },
+        reason,
+        member_id=member_id,
+        path=request.path,
+        remote_addr=request.remote_addr,
     )
     message = _("This request could not be verified.") if status == 401 else reason
     return AppError(message, status=status, code="unauthorized" if status == 401 else "forbidden")
@@ -59,6 +62,8 @@ class PortalSession:
     user_id: int
     is_admin: bool
     language: str
+    #: The portal's ``session_epoch`` when minted; an uninstall moves it on, ending old sessions.
+    epoch: int = 0
 
 
 def _serializer() -> URLSafeTimedSerializer:

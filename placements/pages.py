@@ -24,7 +24,7 @@ from marketapp.lifecycle import registration, verify
 from marketapp.lifecycle.entry import open_page
 from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page, sync_portal
 from marketapp.lifecycle.manifest import ROBOTS, build_manifest
-from marketapp.models import Portal, SmsMessage
+from marketapp.models import Portal, PortalStatus, SmsMessage
 from marketapp.portal_settings import portal_settings, public_view, update_settings
 from marketapp.security import (
     PortalSession,
@@ -193,9 +193,12 @@ def current_session(admin: bool = False) -> PortalSession:
 
 
 def _portal_of(session: PortalSession) -> Portal:
+    """The session's portal, unless it was removed or uninstalled since the session was minted."""
     portal = db_session().get(Portal, session.portal_id)
     if portal is None or portal.member_id != session.member_id:
         raise reject("session for a removed portal", member_id=session.member_id)
+    if portal.status is PortalStatus.UNINSTALLED or portal.session_epoch != session.epoch:
+        raise reject("session of an uninstalled portal", member_id=session.member_id)
     return portal
 
 
@@ -232,14 +235,13 @@ def _install(page: PlacementRequest) -> ResponseReturnValue:
 
 
 def _install_failed(page: PlacementRequest, message: str, status: int) -> ResponseReturnValue:
-    # The retry form re-posts what the user's browser just sent us, to the same URL.
-    fields = request.form.to_dict()
+    # No page carries a token: "Try again" asks Bitrix24 to reload the app (BX24.reloadWindow),
+    # which posts the installer a fresh form with fresh tokens.
     response = make_response(
         render_template(
             "pages/install_failed.html",
             message=message,
-            fields=fields,
-            action=request.full_path.rstrip("?"),
+            bx24_js_url=get_settings().bx24_js_url,
         ),
         status,
     )

@@ -76,12 +76,16 @@ def update_app(
 
 
 def uninstall_app(emu: Emulator, portal: Portal, client_id: str, clean: bool = False) -> None:
-    """ONAPPUNINSTALL without tokens, then revoke tokens and drop handlers, placements, robots."""
+    """Revoke every token, then ONAPPUNINSTALL without tokens; drop handlers, placements, robots.
+
+    The docs: "the application has already been removed from Bitrix24" when the event arrives,
+    so a REST call or a refresh with the app's stored tokens fails from then on.
+    """
     with emu.lock:
         install = emu.install_of(portal, client_id)
+        emu.revoke_tokens(portal, client_id)
         data = {"LANGUAGE_ID": "en", "CLEAN": "1" if clean else "0"}
         _lifecycle_event(emu, portal, install, "ONAPPUNINSTALL", data, None)
-        emu.revoke_tokens(portal, client_id)
         portal.event_handlers = [h for h in portal.event_handlers if h.client_id != client_id]
         portal.placements = [p for p in portal.placements if p.client_id != client_id]
         portal.robots = {k: r for k, r in portal.robots.items() if r.client_id != client_id}

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Request, Response
 
 from marketapp.devportal.errors import RestError
-from marketapp.devportal.rest import json_response, request_params
+from marketapp.devportal.rest import json_response, log_request, request_params
 from marketapp.devportal.state import Emulator, Portal, Token
 
 AUTH_CODE_LIFETIME = 30.0
@@ -35,6 +35,7 @@ def token_endpoint(emu: Emulator, req: Request) -> Response:
             return _oauth_error("invalid_request", "Unsupported grant_type", 400)
         if (
             old is None
+            or old.revoked  # uninstall revokes every token: the grant is invalid (RFC 6749 5.2)
             or old.client_id != app.client_id
             or old.refresh_expires_at <= emu.clock.now()
         ):
@@ -43,8 +44,6 @@ def token_endpoint(emu: Emulator, req: Request) -> Response:
         install = portal.installs.get(app.client_id)
         if install is None:
             return _oauth_error("invalid_client", "Application is not installed", 401)
-        if old.revoked:
-            return _oauth_error("invalid_grant", "Invalid authorization code or refresh token", 400)
         if install.payment_required:
             return _oauth_error("PAYMENT_REQUIRED", "Payment required", 402)
         # Rotation: the spent refresh token is dead at once (no grace period).
@@ -72,10 +71,18 @@ def token_body(emu: Emulator, portal: Portal, token: Token) -> dict[str, Any]:
 
 
 def app_info(emu: Emulator, req: Request) -> Response:
-    """``{oauth}/rest/app.info?auth=TOKEN``: what the token belongs to."""
+    """``{oauth}/rest/app.info?auth=TOKEN``: what the token belongs to.
+
+    Logged with ``server="oauth"`` and an empty ``member_id`` (``/requests?member_id=`` lists a
+    portal's own REST traffic only).
+    """
     params = request_params(req)
     with emu.lock:
         token = emu.tokens.get(str(params.get("auth", "")))
+        log_request(
+            emu,
+            {"time": emu.clock.now(), "member_id": "", "server": "oauth", "method": "app.info"},
+        )
         try:
             if token is None or token.revoked:
                 raise RestError("NO_AUTH_FOUND", "Wrong authorization data", 401)

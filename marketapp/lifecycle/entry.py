@@ -35,4 +35,5 @@ def open_page(session: Session, page: PlacementRequest) -> tuple[Portal, PortalS
         user_id=user.user_id,
         is_admin=user.is_admin,
         language=normalize(page.lang),
+        epoch=portal.session_epoch,
     )

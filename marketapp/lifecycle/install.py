@@ -1,11 +1,15 @@
 """Install, update and uninstall: the portal's life as Bitrix24 reports it.
 
-Event handlers only verify what needs no REST traffic (``application_token``) and queue the rest;
-tokens travel to jobs Fernet-encrypted so the queue never holds them in plain text.
+Any employee can read ``APPLICATION_TOKEN`` (it travels through their browser), so it only
+identifies the portal. Event handlers check it, queue a job and answer; the job confirms the event
+with Bitrix24 before anything is stored: ``ONAPPINSTALL``/``ONAPPUPDATE`` by ``app.info`` on the
+OAuth server with the event's own access token (an admin's), ``ONAPPUNINSTALL`` by the stored
+tokens being revoked. Tokens travel to jobs Fernet-encrypted, never in plain text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -29,7 +33,7 @@ from marketapp.jobs import enqueue, job
 from marketapp.lifecycle import registration, verify
 from marketapp.lifecycle.manifest import build_manifest
 from marketapp.models import Base, Portal, PortalStatus
-from marketapp.security import reject, tokens_match
+from marketapp.security import reject, security_event, tokens_match
 from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -48,22 +52,37 @@ def find_portal(session: Session, member_id: str) -> Portal | None:
 
 def install_from_page(session: Session, page: PlacementRequest) -> registration.SyncReport:
     """Verify the installer POST, store the portal and its tokens, register the manifest."""
-    user_id = verify.verify_install(page.server_endpoint, page.auth_id, page.member_id, page.domain)
-    scheme = "https" if page.protocol == 1 else "http"
-    client_endpoint = f"{scheme}://{page.domain}/rest/"
-    if not verify.portal_user(client_endpoint, page.auth_id).is_admin:
+    confirmed = verify.verify_install(
+        page.server_endpoint, page.auth_id, page.member_id, page.domain
+    )
+    if not verify.portal_user(confirmed.client_endpoint, page.auth_id).is_admin:
         raise NotAdmin("only an administrator can install the application")
     portal = find_portal(session, page.member_id) or Portal(member_id=page.member_id)
-    portal.domain = page.domain
-    portal.client_endpoint = client_endpoint
-    portal.server_endpoint = page.server_endpoint
-    portal.application_token = page.application_token
+    _adopt(portal, confirmed, page.server_endpoint, page.application_token)
     portal.language = normalize(page.lang)
     portal.scope = ",".join(page.scope)[:512]  # the column; Bitrix24 scopes are far shorter
-    store_tokens(portal, page.auth_id, page.refresh_id, page.auth_expires, user_id)
+    store_tokens(portal, page.auth_id, page.refresh_id, page.auth_expires, confirmed.user_id)
     session.add(portal)
     session.commit()
     return sync_portal(session, portal)
+
+
+def _adopt(
+    portal: Portal,
+    confirmed: verify.ConfirmedInstall,
+    server_endpoint: str,
+    application_token: str,
+) -> None:
+    """Take the portal's identity from a confirmed install (endpoint and domain as confirmed).
+
+    ``installed`` is set here too: after a reinstall Bitrix24 may send ``ONAPPINSTALL`` late, or,
+    when it already counts the app installed, never; the verified installer is enough.
+    """
+    portal.domain = confirmed.domain
+    portal.client_endpoint = confirmed.client_endpoint
+    portal.server_endpoint = server_endpoint  # allow-listed: it just answered app.info
+    portal.application_token = application_token
+    portal.installed = True
 
 
 def sync_portal(session: Session, portal: Portal) -> registration.SyncReport:
@@ -97,64 +116,57 @@ def store_tokens(
 
 
 def receive_event(session: Session, fields: dict[str, Any]) -> str:
-    """Handle one event delivery fast; return a short outcome for the response."""
+    """Handle one event delivery fast (no REST traffic); return a short outcome for the response."""
     event = parse_event(fields)
     portal = find_portal(session, event.auth.member_id)
-    if isinstance(event, AppUninstallEvent):
-        return _uninstall(session, portal, event)
+    if isinstance(event, AppInstallEvent | AppUpdateEvent):
+        # Confirmed every time, a known application_token included: any employee can read it.
+        enqueue(confirm_app_event, _seal(fields))
+        session.commit()
+        return "queued"
     known_token = portal is not None and tokens_match(
         portal.application_token, event.auth.application_token
     )
-    if isinstance(event, AppInstallEvent | AppUpdateEvent):
-        # A known token is trusted at once; a new one (first install, rotation on update)
-        # only after a job has confirmed the access token with the OAuth server.
-        enqueue(confirm_app_event, _seal(fields), known_token)
+    if not known_token:
+        raise reject(
+            f"{event.event} with a wrong application_token", member_id=event.auth.member_id
+        )
+    if isinstance(event, AppUninstallEvent):
+        assert portal is not None
+        enqueue(confirm_uninstall, portal.id, event.data.clean, _fingerprint(portal))
         session.commit()
         return "queued"
-    if not known_token:
-        raise reject("unknown application_token for event", member_id=event.auth.member_id)
     return "ignored"
 
 
-def _uninstall(session: Session, portal: Portal | None, event: AppUninstallEvent) -> str:
-    member_id = event.auth.member_id
-    if portal is None or not tokens_match(portal.application_token, event.auth.application_token):
-        raise reject("uninstall with a wrong application_token", member_id=member_id)
-    portal.access_token = portal.refresh_token = None
-    portal.installed = False
-    portal.status = PortalStatus.UNINSTALLED
-    if event.data.clean:
-        enqueue(purge_portal, portal.id)
-    session.commit()
-    log.info("portal uninstalled", extra={"member_id": member_id, "clean": event.data.clean})
-    return "uninstalled"
-
-
 @job()
-def confirm_app_event(sealed: str, known_token: bool) -> None:
-    """Verify an ONAPPINSTALL/ONAPPUPDATE, store its tokens, and re-sync after an update."""
+def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
+    """Confirm an ONAPPINSTALL/ONAPPUPDATE, store its tokens, and re-sync after an update.
+
+    (``_known_token`` is accepted for jobs queued by an older release, and ignored.)
+    """
     event = parse_event(_unseal(sealed))
     assert isinstance(event, AppInstallEvent | AppUpdateEvent)
     auth = event.auth
+    try:
+        confirmed = _confirm_event_auth(auth)
+    except verify.VerificationError as exc:
+        security_event(
+            "app event ignored", f"{event.event} not confirmed: {exc}", member_id=auth.member_id
+        )
+        return
     session = db_session()
-    if not known_token:
-        try:
-            _verify_event_auth(auth)
-        except verify.VerificationError as exc:
-            log.warning(
-                "app event not verified", extra={"member_id": auth.member_id, "why": str(exc)}
-            )
-            return
     portal = find_portal(session, auth.member_id) or Portal(member_id=auth.member_id)
-    portal.domain = auth.domain
-    portal.client_endpoint = auth.client_endpoint
-    portal.server_endpoint = auth.server_endpoint
-    portal.application_token = auth.application_token
-    portal.installed = True
+    _adopt(portal, confirmed, auth.server_endpoint, auth.application_token)
     if event.data.language_id:
         portal.language = normalize(event.data.language_id)
     store_tokens(
-        portal, auth.access_token, auth.refresh_token, auth.expires_in, auth.user_id, auth.expires
+        portal,
+        auth.access_token,
+        auth.refresh_token,
+        auth.expires_in,
+        confirmed.user_id,
+        auth.expires,
     )
     session.add(portal)
     session.commit()
@@ -162,10 +174,62 @@ def confirm_app_event(sealed: str, known_token: bool) -> None:
         sync_portal(session, portal)
 
 
-def _verify_event_auth(auth: Auth) -> None:
+def _confirm_event_auth(auth: Auth) -> verify.ConfirmedInstall:
+    """``app.info`` on the allow-listed OAuth server, then ``profile`` on the confirmed endpoint.
+
+    Bitrix24 sends these events with the installing (updating) admin's token; a user's own
+    genuine token must not be able to replace the portal's tokens or application token.
+    """
     if not auth.access_token:
         raise verify.VerificationError("event carries no access token")
-    verify.verify_install(auth.server_endpoint, auth.access_token, auth.member_id, auth.domain)
+    confirmed = verify.verify_install(
+        auth.server_endpoint, auth.access_token, auth.member_id, auth.domain
+    )
+    if not verify.portal_user(confirmed.client_endpoint, auth.access_token).is_admin:
+        raise verify.VerificationError("the token does not belong to an administrator")
+    return confirmed
+
+
+@job(retries=3, retry_delay=60)
+def confirm_uninstall(portal_id: int, clean: bool, fingerprint: str) -> None:
+    """Act on ONAPPUNINSTALL only if the stored tokens were revoked (a real uninstall does so)."""
+    session = db_session()
+    portal = session.get(Portal, portal_id)
+    if portal is None or portal.status is PortalStatus.UNINSTALLED:
+        return
+    member_id = portal.member_id
+    if _fingerprint(portal) != fingerprint:
+        # Reinstalled, or refreshed, since the event: its tokens were alive after it.
+        security_event("uninstall ignored", "ONAPPUNINSTALL superseded", member_id=member_id)
+        return
+    session.commit()  # no transaction stays open across the REST check
+    state = verify.stored_tokens_state(portal)
+    if state is verify.TokenState.LIVE:
+        security_event(
+            "uninstall ignored", "forged ONAPPUNINSTALL: tokens still work", member_id=member_id
+        )
+        return
+    if state is verify.TokenState.UNKNOWN:
+        raise UninstallUnconfirmed(member_id)  # retried; then dropped, and the portal kept
+    session.refresh(portal)
+    portal.access_token = portal.refresh_token = None
+    portal.installed = False
+    portal.status = PortalStatus.UNINSTALLED
+    portal.session_epoch += 1
+    if clean:
+        enqueue(purge_portal, portal.id)
+    session.commit()
+    log.info("portal uninstalled", extra={"member_id": member_id, "clean": clean})
+
+
+class UninstallUnconfirmed(Exception):
+    """The stored tokens' state could not be learned (network, 5xx, a parked portal)."""
+
+
+def _fingerprint(portal: Portal) -> str:
+    """Changes whenever the stored token pair does (refresh or reinstall); reveals nothing."""
+    material = f"{portal.refresh_token or ''}\0{portal.access_token or ''}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 @job()

@@ -1,24 +1,31 @@
 """Server-side checks of tokens that arrive from outside (installer POST, events, placements).
 
-* An install is trusted only after its access token is shown, by ``app.info`` on an allow-listed
-  OAuth server, to belong to our ``client_id`` and to the claimed ``member_id`` and domain.
+* An install (installer POST, ``ONAPPINSTALL``, ``ONAPPUPDATE``) is trusted only after its access
+  token is shown, by ``app.info`` on an allow-listed OAuth server, to belong to our ``client_id``
+  and to the claimed ``member_id`` and domain. The portal's REST endpoint is taken from that
+  answer, never from the request.
 * A placement's ``AUTH_ID`` is checked with ``profile`` against the portal endpoint we stored for
   that ``member_id`` (never the request's ``DOMAIN``); answers are cached briefly.
+* ``ONAPPUNINSTALL`` carries no token: it is true only if the stored tokens were revoked.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
 
-from marketapp.bitrix.http import shared_session
+from marketapp.bitrix.errors import BitrixError, ConfigError, NeedsReauth
+from marketapp.bitrix.http import shared_session, validate_endpoint
+from marketapp.models import Portal, PortalStatus
 from marketapp.settings import get_settings
 
 PROFILE_CACHE_SECONDS = 60
@@ -27,11 +34,32 @@ PROFILE_CACHE_SECONDS = 60
 class VerificationError(Exception):
     """The token or its claims could not be confirmed; the message is safe to log."""
 
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        #: The server's error code, when it answered one (``NO_AUTH_FOUND``, ``expired_token``).
+        self.code = code
+
 
 @dataclass(frozen=True)
 class PortalUser:
     user_id: int
     is_admin: bool
+
+
+@dataclass(frozen=True)
+class ConfirmedInstall:
+    """What the OAuth server confirmed about a token: its owner and the portal it belongs to."""
+
+    user_id: int
+    member_id: str
+    domain: str
+    client_endpoint: str
+
+
+class TokenState(enum.Enum):
+    LIVE = "live"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
 
 
 def oauth_base(server_endpoint: str) -> str:
@@ -46,8 +74,10 @@ def oauth_base(server_endpoint: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/"
 
 
-def verify_install(server_endpoint: str, access_token: str, member_id: str, domain: str) -> int:
-    """Confirm an install token with the OAuth server; return the token owner's user id."""
+def verify_install(
+    server_endpoint: str, access_token: str, member_id: str, domain: str
+) -> ConfirmedInstall:
+    """Confirm an install token with the OAuth server; return what it confirmed."""
     info = _get_json(f"{oauth_base(server_endpoint)}rest/app.info", {"auth": access_token})
     result = info.get("result", info)
     install = result.get("install") or {}
@@ -55,9 +85,67 @@ def verify_install(server_endpoint: str, access_token: str, member_id: str, doma
         raise VerificationError("token belongs to another application")
     if install.get("member_id") != member_id:
         raise VerificationError("token belongs to another portal")
-    if str(install.get("domain", "")).lower() != domain.lower():
+    confirmed_domain = str(install.get("domain", ""))
+    if confirmed_domain.lower() != domain.lower():
         raise VerificationError("portal domain does not match the token")
-    return int(result.get("user_id") or 0)
+    return ConfirmedInstall(
+        user_id=int(result.get("user_id") or 0),
+        member_id=member_id,
+        domain=confirmed_domain,
+        client_endpoint=_confirmed_endpoint(install, confirmed_domain),
+    )
+
+
+def _confirmed_endpoint(install: dict[str, Any], domain: str) -> str:
+    """The portal REST base from the OAuth server's answer; it must be on the confirmed domain."""
+    endpoint = str(install.get("client_endpoint") or f"https://{domain}/rest/")
+    if urlsplit(endpoint).netloc.lower() != domain.lower():
+        raise VerificationError("the portal endpoint is not on the portal's domain")
+    try:
+        return validate_endpoint(endpoint, get_settings().allow_insecure_loopback)
+    except ConfigError as exc:
+        raise VerificationError(str(exc)) from exc
+
+
+def stored_tokens_state(portal: Portal) -> TokenState:
+    """Whether the portal's stored tokens still work (an uninstall revokes them).
+
+    ``app.info`` on the OAuth server with the access token; an expired one is refreshed (stored,
+    as refresh tokens rotate): ``invalid_grant`` means revoked, a new pair means live. Anything
+    else (network, 5xx, a parked portal whose tokens were already dead) proves nothing.
+    """
+    if portal.status is not PortalStatus.ACTIVE or not portal.access_token:
+        return TokenState.UNKNOWN
+    expires = portal.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)  # SQLite drops the zone
+    if expires is None or expires > datetime.now(UTC):
+        try:
+            verify_install(
+                portal.server_endpoint, portal.access_token, portal.member_id, portal.domain
+            )
+            return TokenState.LIVE
+        except VerificationError as exc:
+            if exc.code.lower() in {"no_auth_found", "invalid_token"}:
+                return TokenState.REVOKED
+            if exc.code.lower() != "expired_token":
+                return TokenState.UNKNOWN
+    return _refreshed_state(portal)
+
+
+def _refreshed_state(portal: Portal) -> TokenState:
+    from marketapp.bitrix.client import client_for
+
+    tokens = client_for(portal).tokens
+    try:
+        tokens.refresh(tokens.current())
+    except NeedsReauth as exc:
+        return (
+            TokenState.REVOKED if str(exc.code).lower() == "invalid_grant" else TokenState.UNKNOWN
+        )
+    except BitrixError:
+        return TokenState.UNKNOWN
+    return TokenState.LIVE
 
 
 _cache_lock = threading.Lock()
@@ -102,8 +190,8 @@ def _get_json(url: str, params: dict[str, str]) -> dict[str, Any]:
     except ValueError as exc:
         raise VerificationError(f"unexpected answer from {urlsplit(url).netloc}") from exc
     if resp.status_code != 200 or not isinstance(data, dict) or "error" in data:
-        code = data.get("error") if isinstance(data, dict) else resp.status_code
-        raise VerificationError(f"token rejected ({code})")
+        code = str(data.get("error") if isinstance(data, dict) else resp.status_code)
+        raise VerificationError(f"token rejected ({code})", code)
     return data
 
 

@@ -39,6 +39,8 @@ class Portal(TimestampMixin, Base):
         default=PortalStatus.ACTIVE,
     )
     installed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Page sessions carry it; a confirmed uninstall increments it so older sessions are refused.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     language: Mapped[str] = mapped_column(String(8), default="en")
     # Leaky-bucket parameters: 50/2 on standard plans, 250/5 on Enterprise.
     rate_burst: Mapped[int] = mapped_column(Integer, default=50)

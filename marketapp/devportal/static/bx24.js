@@ -103,6 +103,7 @@
     },
     closeApplication: function (cb) { send("closeApplication", {}, cb); },
     installFinish: function () { send("installFinish", {}); },
+    reloadWindow: function () { send("reloadWindow", {}); },
     getAuth: function () { return initData ? initData.auth : false; },
     refreshAuth: function (cb) { if (cb) cb(BX24.getAuth()); },
     getDomain: function () { return query.get("DOMAIN"); },

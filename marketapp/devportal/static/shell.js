@@ -99,6 +99,9 @@
       case "installFinish":
         recordUi(m).then(function () { reply(true); closeSlider(); location.reload(); });
         break;
+      case "reloadWindow":  // the whole page: the app's form is posted again with fresh tokens
+        recordUi(m).then(function () { reply(true); location.reload(); });
+        break;
       case "resizeWindow":
         frame.style.height = m.params.height + "px";
         recordUi(m, m.params).then(function () { reply({width: m.params.width, height: m.params.height}); });
