@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import pytest
@@ -189,3 +191,105 @@ def test_workflow_start_errors(harness: Harness) -> None:
     assert p.call("bizproc.workflow.start", {}).json()["error"] == "ERROR_WRONG_WORKFLOW_ID"
     resp = p.call("bizproc.workflow.start", {"TEMPLATE_ID": 1, "DOCUMENT_ID": ["crm"]})
     assert resp.json() == {"error": "", "error_description": "Wrong DOCUMENT_ID!"}
+
+
+# -- bizproc.workflow.instances -------------------------------------------------------------------
+
+
+def test_workflow_instances_lists_running_workflows(harness: Harness) -> None:
+    p = harness.install()
+    p.ok("bizproc.robot.add", _robot(harness))
+    first = _run(harness, p)
+    second = _run(harness, p, document_id="DEAL_7")
+    rows = p.call("bizproc.workflow.instances", {}).json()
+    assert rows["total"] == 2 and "next" not in rows
+    assert set(rows["result"][0]) == {"ID", "MODIFIED", "OWNED_UNTIL"}  # the default select
+    assert rows["result"][0]["OWNED_UNTIL"] is None
+    select = ["ID", "MODULE_ID", "ENTITY", "DOCUMENT_ID", "STARTED", "STARTED_BY", "TEMPLATE_ID"]
+    found = p.ok("bizproc.workflow.instances", {"select": select, "filter": {"ID": first["id"]}})
+    assert found == [
+        {
+            "ID": first["id"],
+            "MODULE_ID": "crm",
+            "ENTITY": "CCrmDocumentContact",
+            "DOCUMENT_ID": "CONTACT_42",
+            "STARTED": found[0]["STARTED"],
+            "STARTED_BY": "0",
+            "TEMPLATE_ID": "1",
+        }
+    ]
+    assert found[0]["STARTED"].endswith("+00:00")
+    # Operators: "!" negates; "=" is not one Bitrix24 allows, so the key is ignored.
+    others = p.ok("bizproc.workflow.instances", {"filter": {"!ID": first["id"]}})
+    assert [r["ID"] for r in others] == [second["id"]]
+    assert len(p.ok("bizproc.workflow.instances", {"filter": {"=ID": first["id"]}})) == 2
+    assert p.ok("bizproc.workflow.instances", {"filter": {"ID": "nope.1"}}) == []
+    by_doc = p.ok(
+        "bizproc.workflow.instances",
+        {"select": ["ID"], "filter": {"DOCUMENT_ID": "DEAL_7", ">=TEMPLATE_ID": 1}},
+    )
+    assert by_doc == [{"ID": second["id"]}]
+    asc = p.ok("bizproc.workflow.instances", {"order": {"DOCUMENT_ID": "asc"}, "select": ["ID"]})
+    assert [r["ID"] for r in asc] == [first["id"], second["id"]]
+    # The old name is an alias with the same answer.
+    assert (
+        p.ok("bizproc.workflow.instance.list", {"filter": {"ID": first["id"]}})[0]["ID"]
+        == (first["id"])
+    )
+
+
+def test_workflow_instances_is_for_admins(harness: Harness) -> None:
+    p = harness.install()
+    resp = p.call("bizproc.workflow.instances", {}, token=p.token_for(2))
+    assert resp.status_code == 403
+    assert resp.json() == {"error": "ACCESS_DENIED", "error_description": "Access denied!"}
+
+
+def test_finished_workflows_leave_the_list(harness: Harness) -> None:
+    p = harness.install()
+    p.ok("bizproc.robot.add", _robot(harness))
+    wf = _run(harness, p)
+    assert [r["ID"] for r in p.ok("bizproc.workflow.instances")] == [wf["id"]]
+    p.ok("bizproc.event.send", {"EVENT_TOKEN": wf["event_token"]})
+    assert p.ok("bizproc.workflow.instances") == []
+
+
+def test_workflow_instances_pages_by_50(harness: Harness) -> None:
+    p = harness.install()
+    p.ok("bizproc.robot.add", _robot(harness))
+    for n in range(120):
+        harness.post(
+            f"/portals/{p.member_id}/robots/run",
+            {"client_id": p.client_id, "code": "send_msg", "document_id": f"CONTACT_{n + 1}"},
+        )
+    harness.deliveries()
+    seen: list[str] = []
+    start: int | None = 0
+    while start is not None:
+        page = p.call("bizproc.workflow.instances", {"start": start}).json()
+        assert page["total"] == 120 and len(page["result"]) <= 50
+        seen += [r["ID"] for r in page["result"]]
+        start = page.get("next")
+    assert len(seen) == len(set(seen)) == 120
+    # In a batch, one command per workflow: results under the caller's keys.
+    cmd = {
+        f"w{i}": f"bizproc.workflow.instances?filter[ID]={wid}" for i, wid in enumerate(seen[:3])
+    }
+    batch = p.ok("batch", {"cmd": cmd})
+    assert [batch["result"][f"w{i}"][0]["ID"] for i in range(3)] == seen[:3]
+
+
+def test_event_token_is_signed_with_a_portal_secret(harness: Harness) -> None:
+    """Not with the application token: every employee can read that one."""
+    p = harness.install()
+    p.ok("bizproc.robot.add", _robot(harness))
+    token = _run(harness, p)["event_token"]
+    value, signature = token.rsplit(".", 1)
+    for key in (p.application_token, p.client_secret):
+        assert hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest() != signature
+    forged = f"{value}.{'0' * 64}"
+    assert p.call("bizproc.activity.log", {"EVENT_TOKEN": forged, "LOG_MESSAGE": "x"}).json() == {
+        "error": "ACCESS_DENIED",
+        "error_description": "Access denied!",
+    }
+    assert p.ok("bizproc.activity.log", {"EVENT_TOKEN": token, "LOG_MESSAGE": "checking"}) is True
