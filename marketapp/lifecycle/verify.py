@@ -78,13 +78,8 @@ def verify_install(
     server_endpoint: str, access_token: str, member_id: str, domain: str
 ) -> ConfirmedInstall:
     """Confirm an install token with the OAuth server; return what it confirmed."""
-    info = _get_json(f"{oauth_base(server_endpoint)}rest/app.info", {"auth": access_token})
-    result = info.get("result", info)
+    result = _app_info(server_endpoint, access_token, member_id)
     install = result.get("install") or {}
-    if str(result.get("client_id", "")) != get_settings().client_id:
-        raise VerificationError("token belongs to another application")
-    if install.get("member_id") != member_id:
-        raise VerificationError("token belongs to another portal")
     confirmed_domain = str(install.get("domain", ""))
     if confirmed_domain.lower() != domain.lower():
         raise VerificationError("portal domain does not match the token")
@@ -94,6 +89,18 @@ def verify_install(
         domain=confirmed_domain,
         client_endpoint=_confirmed_endpoint(install, confirmed_domain),
     )
+
+
+def _app_info(server_endpoint: str, access_token: str, member_id: str) -> dict[str, Any]:
+    """``app.info`` on the allow-listed OAuth server: the token is ours and of ``member_id``."""
+    info = _get_json(f"{oauth_base(server_endpoint)}rest/app.info", {"auth": access_token})
+    result: dict[str, Any] = info.get("result", info)
+    install = result.get("install") or {}
+    if str(result.get("client_id", "")) != get_settings().client_id:
+        raise VerificationError("token belongs to another application")
+    if install.get("member_id") != member_id:
+        raise VerificationError("token belongs to another portal")
+    return result
 
 
 def _confirmed_endpoint(install: dict[str, Any], domain: str) -> str:
@@ -121,9 +128,7 @@ def stored_tokens_state(portal: Portal) -> TokenState:
         expires = expires.replace(tzinfo=UTC)  # SQLite drops the zone
     if expires is None or expires > datetime.now(UTC):
         try:
-            verify_install(
-                portal.server_endpoint, portal.access_token, portal.member_id, portal.domain
-            )
+            _app_info(portal.server_endpoint, portal.access_token, portal.member_id)
             return TokenState.LIVE
         except VerificationError as exc:
             if exc.code.lower() in {"no_auth_found", "invalid_token"}:

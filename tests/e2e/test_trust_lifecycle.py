@@ -69,7 +69,7 @@ def attacker() -> Iterator[Attacker]:
 
 
 def user2_form(installed: Installed) -> dict[str, Any]:
-    """What user 2's browser is given when they open the app (their own tokens, APPLICATION_TOKEN)."""
+    """The form user 2's browser posts when they open the app (their tokens, APPLICATION_TOKEN)."""
     return installed.open(user_id=2)
 
 
@@ -205,7 +205,9 @@ def test_forged_uninstall_is_ignored(
     if expired:  # the stored access token is past its expiry: the check must refresh
         _expire_stored_token(installed)
     form = user2_form(installed)
-    resp = post_event(installed, event_fields(form, "ONAPPUNINSTALL", {"LANGUAGE_ID": "en", "CLEAN": clean}))
+    resp = post_event(
+        installed, event_fields(form, "ONAPPUNINSTALL", {"LANGUAGE_ID": "en", "CLEAN": clean})
+    )
     assert resp.status_code == 200
     installed.settle()
 
@@ -275,7 +277,9 @@ def test_uninstall_event_is_answered_before_any_rest_call(installed: Installed) 
     installed.app.worker.thread.join(timeout=5)
     since = len(installed.emu("GET", "/requests"))
     form = user2_form(installed)
-    resp = post_event(installed, event_fields(form, "ONAPPUNINSTALL", {"LANGUAGE_ID": "en", "CLEAN": "1"}))
+    resp = post_event(
+        installed, event_fields(form, "ONAPPUNINSTALL", {"LANGUAGE_ID": "en", "CLEAN": "1"})
+    )
     assert resp.status_code == 200 and resp.json() == {"result": "queued"}
     assert installed.emu("GET", "/requests")[since:] == []
 
