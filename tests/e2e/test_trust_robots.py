@@ -20,7 +20,7 @@ from sqlalchemy import select
 from marketapp.db import db_session
 from marketapp.logging import JsonFormatter
 from marketapp.models import Portal, RobotCall, RobotCallState, SmsMessage
-from tests.e2e.harness import Installed
+from tests.e2e.harness import Installed, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +237,44 @@ def test_burst_of_genuine_calls_is_confirmed_in_batches(seeded: Installed) -> No
     assert {c.state for c in calls(seeded)} == {RobotCallState.DONE}
     log = seeded.emu("GET", "/requests")
     assert [r for r in log if r["method"].startswith("bizproc.workflow")] == []  # batched only
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [{"kind": "423", "count": 1}],  # activity.log: the workflow is being executed
+        [{"kind": "503", "method": "batch", "count": 2}],  # the confirming batch itself
+        [{"kind": "500", "method": "bizproc.workflow.instances", "count": 1}],  # one command
+    ],
+    ids=["423", "503", "500-in-batch"],
+)
+def test_transient_errors_while_confirming_retry_not_reject(
+    seeded: Installed, script: list[dict[str, Any]]
+) -> None:
+    contact = contacts(seeded)[0]
+    seeded.portal("/faults", "POST", script=script)
+    wf = run(seeded, "timeline_comment", f"CONTACT_{contact['ID']}", text="Real")
+    seeded.settle()
+    # settle() does not see a job that is sleeping in the client's own retry backoff.
+    wait_for(lambda: [c.state for c in calls(seeded)] == [RobotCallState.DONE])
+    flow = next(w for w in seeded.emu("GET", "/workflows") if w["id"] == wf["id"])
+    assert flow["return_values"]["status"] == "sent" and flow["sends"] == 1
+    assert [(c.state, c.status) for c in calls(seeded)] == [(RobotCallState.DONE, "sent")]
+
+
+def test_stored_token_without_admin_rights_parks_calls(
+    seeded: Installed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bizproc.workflow.instances is for admins: without an answer nothing runs or is rejected."""
+    caplog.set_level(logging.WARNING, logger="marketapp.robots")
+    contact = contacts(seeded)[0]
+    admin = seeded.devportal.emulator.portal(seeded.member_id).users[1]
+    admin.admin = False
+    try:
+        run(seeded, "edit_record", f"CONTACT_{contact['ID']}", fields="NAME = Changed")
+        seeded.settle()
+        assert [c.state for c in calls(seeded)] == [RobotCallState.QUEUED]
+        assert any(r.getMessage() == "portal unavailable" for r in caplog.records)
+    finally:
+        admin.admin = True
+    assert_no_side_effect(seeded, contact)
