@@ -1,10 +1,10 @@
 """``marketapp bench robots``: how fast the app ingests robot calls from Bitrix24.
 
-The real app runs under gunicorn (2 worker processes, ``gthread``: the worker class
-``marketapp run`` serves with, and the one that keeps client connections alive) on a free
-loopback port, against a throw-away instance folder with one installed portal. The same server
-also exposes ``POST /_bench/parse``, which only parses the form the way the robot handler does;
-it is registered by :func:`bench_app` only, never by :func:`marketapp.create_app`.
+The real app runs under the server ``marketapp run`` uses (:mod:`marketapp.server`: waitress,
+2 processes sharing one socket, 8 threads each by default) on a free loopback port, against a
+throw-away instance folder with one installed portal. The same server also exposes
+``POST /_bench/parse``, which only parses the form the way the robot handler does; it is
+registered by :func:`bench_app` only, never by :func:`marketapp.create_app`.
 
 A load generator on the same machine (spawned processes, each with threads holding persistent
 ``http.client`` connections) sends N robot calls with distinct ``event_token``\\ s plus a share
@@ -17,6 +17,7 @@ Afterwards the database must hold exactly one row per distinct call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ REQUEST_TIMEOUT = 30.0
 def bench_app() -> Flask:
     """The product app (settings from ``MARKETAPP_*``) plus the minimal parse-only endpoint.
 
-    gunicorn loads it as ``marketapp.bench:bench_app()``.
+    The server process (``python -m marketapp.bench PORT PROCESSES THREADS``) serves it.
     """
     from flask import Blueprint, jsonify, request
     from flask.typing import ResponseReturnValue
@@ -397,26 +398,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn_server(
-    env: dict[str, str], log_path: Path, workers: int, worker_class: str, threads: int
-) -> Iterator[int]:
+def app_server(env: dict[str, str], log_path: Path, processes: int, threads: int) -> Iterator[int]:
+    """The bench app served like ``marketapp run`` serves the product, on a free port."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"{HOST}:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        worker_class,
-        "--threads",
-        str(threads),
-        "--graceful-timeout",
-        "5",
-        "marketapp.bench:bench_app()",
-    ]
+    cmd = [sys.executable, "-m", "marketapp.bench", str(port), str(processes), str(threads)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -433,11 +418,19 @@ def gunicorn_server(
             proc.wait()
 
 
+def _serve(port: int, processes: int, threads: int) -> None:
+    from marketapp.config import Settings
+    from marketapp.server import Limits, bind, serve
+
+    limits = dataclasses.replace(Limits.from_settings(Settings()), threads=threads)
+    serve(bench_app, bind(HOST, port), processes, limits)
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{_tail(log_path)}")
+            raise RuntimeError(f"the server exited:\n{_tail(log_path)}")
         conn = http.client.HTTPConnection(HOST, port, timeout=5)
         try:
             conn.request("GET", "/healthz")
@@ -448,7 +441,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> Non
         finally:
             conn.close()
         time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer /healthz within 60 s:\n{_tail(log_path)}")
+    raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -484,8 +477,8 @@ def run_robots_bench(
     repeat_share: float = 0.1,
     warmup: int = 0,
     time_limit: float = 300.0,
-    worker_class: str = "gthread",
-    threads: int = 4,
+    processes: int = 2,
+    threads: int = 8,
     echo: Callable[[str], None] = print,
 ) -> BenchReport:
     """Run the benchmark and print its table; see the module docstring."""
@@ -519,9 +512,8 @@ def run_robots_bench(
                     env[key] = os.environ[key]
             backend = "postgresql" if url.startswith("postgresql") else "sqlite"
             echo(
-                f"gunicorn: 2 workers, {worker_class}"
-                + (f" x {threads} threads" if worker_class == "gthread" else "")
-                + f"; database: {backend}; job queue: SQLite Huey, not consumed"
+                f"server: waitress, {processes} processes x {threads} threads"
+                f"; database: {backend}; job queue: SQLite Huey, not consumed"
             )
             echo(
                 f"load: {concurrency} persistent connections in {processes} processes; "
@@ -530,12 +522,12 @@ def run_robots_bench(
             warm = plan_shards(app_token, "warm", warmup, 0.0, per_process, seed=2)
             shards = plan_shards(app_token, "call", requests, repeat_share, per_process)
             sent = sum(len(s) for s in shards)
-            with gunicorn_server(env, Path(tmp) / "gunicorn.log", 2, worker_class, threads) as port:
+            with app_server(env, Path(tmp) / "server.log", processes, threads) as port:
                 warm_full = run_phase(port, ROBOT_PATH, warm, per_process, time_limit)
                 run_phase(port, PARSE_PATH, warm, per_process, time_limit)
                 full = run_phase(port, ROBOT_PATH, shards, per_process, time_limit)
                 minimal = run_phase(port, PARSE_PATH, shards, per_process, time_limit)
-            server_errors = _logged_errors(Path(tmp) / "gunicorn.log")
+            server_errors = _logged_errors(Path(tmp) / "server.log")
             counts = _count(quiet)
     report = BenchReport(
         full=full,
@@ -586,3 +578,7 @@ def print_report(report: BenchReport, echo: Callable[[str], None]) -> None:
         f"answered duplicate {full.result.duplicates} of {report.measured_duplicates} repeats"
         f": {verdict}"
     )
+
+
+if __name__ == "__main__":
+    _serve(*(int(arg) for arg in sys.argv[1:4]))

@@ -112,8 +112,11 @@ def worker(workers: int | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--workers", default=2, show_default=True, help="web server processes")
 @click.option("--embedded-worker/--no-embedded-worker", default=True, show_default=True)
+@click.option(
+    "--migrate/--no-migrate", default=True, show_default=True, help="upgrade the database first"
+)
 @click.option(
     "--devportal",
     "devportal_port",
@@ -122,42 +125,38 @@ def worker(workers: int | None) -> None:
     help="also run the portal emulator on this port, with the app registered (local trial)",
 )
 def run(
-    host: str, port: int, workers: int, embedded_worker: bool, devportal_port: int | None
+    host: str,
+    port: int,
+    workers: int,
+    embedded_worker: bool,
+    migrate: bool,
+    devportal_port: int | None,
 ) -> None:
-    """Migrate, then serve the app with gunicorn (plus a job worker for one-machine setups)."""
+    """Migrate, then serve the app (waitress, WORKERS processes on one socket; see
+    marketapp.server), plus a job worker for one-machine setups."""
     from marketapp.db import get_db
     from marketapp.migrate import upgrade
+    from marketapp.server import Limits, bind, serve
 
     children = []
     if devportal_port:
         children.append(_start_devportal(host, port, devportal_port))
     app = _app()
     with app.app_context():
-        upgrade(get_db().engine)
+        if migrate:
+            upgrade(get_db().engine)
+        get_db().engine.dispose()  # each web process opens its own connections
+    limits = Limits.from_settings(app.extensions["marketapp.settings"])
+    sock = bind(host, port)
     if embedded_worker:
         children.append(_spawn("worker"))
     try:
-        serve(app, host, port, workers)
+        click.echo(
+            f"serving on http://{host}:{port} ({workers} processes x {limits.threads} threads)"
+        )
+        serve(_app, sock, workers, limits)
     finally:
         _stop(children)
-
-
-def serve(app: Flask, host: str, port: int, workers: int) -> None:
-    """Serve ``app`` with gunicorn in this process (blocks)."""
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
-            self.cfg.set("accesslog", "-")
-
-        def load(self) -> Flask:
-            return app
-
-    Server().run()
 
 
 def _start_devportal(host: str, port: int, devportal_port: int) -> subprocess.Popen[Any]:
@@ -282,21 +281,19 @@ def bench() -> None:
 @click.option("--concurrency", default=16, show_default=True, help="client connections")
 @click.option("--repeats", default=0.1, show_default=True, help="share of repeated deliveries")
 @click.option("--database-url", default="", help="PostgreSQL URL (a temporary schema is used)")
-@click.option(
-    "--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True
-)
-@click.option("--threads", default=4, show_default=True, help="threads per gthread worker")
+@click.option("--processes", default=2, show_default=True, help="web server processes")
+@click.option("--threads", default=8, show_default=True, help="threads per process")
 @click.option("--time-limit", default=300.0, show_default=True, help="seconds per phase")
 def bench_robots(
     count: int,
     concurrency: int,
     repeats: float,
     database_url: str,
-    worker_class: str,
+    processes: int,
     threads: int,
     time_limit: float,
 ) -> None:
-    """Robot call ingestion vs. parsing alone, served by gunicorn with 2 workers."""
+    """Robot call ingestion vs. parsing alone, served like `marketapp run` serves the app."""
     from marketapp.bench import run_robots_bench
 
     report = run_robots_bench(
@@ -305,7 +302,7 @@ def bench_robots(
         database_url=database_url,
         repeat_share=repeats,
         time_limit=time_limit,
-        worker_class=worker_class,
+        processes=processes,
         threads=threads,
         echo=click.echo,
     )

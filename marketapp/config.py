@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # Robot calls wait this long so that a burst (a smart scenario on 1,000 records) is
     # handled in groups of up to 50 per REST batch instead of one by one.
     robot_group_delay: float = 0.5
+    # The web server of ``marketapp run`` (waitress, see marketapp.server): threads per process,
+    # seconds of silence before a connection is closed, connections per process, body cap.
+    web_threads: int = Field(default=8, ge=1)
+    web_channel_timeout: int = Field(default=30, ge=1)
+    web_connection_limit: int = Field(default=1000, ge=1)
+    web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
     http_timeout: float = 30.0
     testing: bool = False

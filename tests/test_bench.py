@@ -39,6 +39,7 @@ def _assert_report(out: str) -> None:
 def test_bench_robots_on_sqlite() -> None:
     out = _bench()
     assert "database: sqlite" in out
+    assert "server: waitress, 2 processes x 8 threads" in out  # what `marketapp run` serves with
     _assert_report(out)
 
 

@@ -1,0 +1,116 @@
+"""The web server of ``marketapp run``: waitress, in several processes sharing one socket.
+
+A threaded server such as gunicorn's ``gthread`` gives a connection to a thread once its headers
+arrive, and the thread then waits for the body: 16 clients that send their bodies slowly hold
+every thread and ``/healthz`` stops answering. Waitress reads each request, body included, in its
+event loop and hands it to a thread only when it is complete, so a slow client holds a socket and
+a bounded buffer, never a thread. Bounds: the body size (413 beyond), the silence allowed on a
+connection before it is closed, and the connections per process. The socket is bound once and
+the processes are forked afterwards, so each core serves from the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+WsgiApp = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Limits:
+    threads: int = 8
+    channel_timeout: int = 30
+    connection_limit: int = 1000
+    max_body_bytes: int = 1_048_576
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(
+            threads=settings.web_threads,
+            channel_timeout=settings.web_channel_timeout,
+            connection_limit=settings.web_connection_limit,
+            max_body_bytes=settings.web_max_body_bytes,
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def serve(
+    factory: Callable[[], WsgiApp], sock: socket.socket, processes: int, limits: Limits
+) -> None:
+    """Serve ``factory()`` (called in each process) on ``sock`` until SIGTERM or SIGINT.
+
+    Dead processes are replaced; on a signal every process is stopped and this returns.
+    """
+    children: set[int] = set()
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            while not stopping and len(children) < processes:
+                children.add(_fork(factory, sock, limits))
+            if not children:
+                return
+            pid, status = os.wait()
+            children.discard(pid)
+            if not stopping:
+                log.warning("web process %s exited (status %s); starting another", pid, status)
+                time.sleep(1)  # no tight loop if the app cannot start
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+
+
+def _fork(factory: Callable[[], WsgiApp], sock: socket.socket, limits: Limits) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        _run(factory(), sock, limits)
+    except BaseException:  # the child must never return into the parent's code
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _run(app: WsgiApp, sock: socket.socket, limits: Limits) -> None:
+    from waitress.server import create_server
+
+    server = create_server(
+        app,
+        sockets=[sock],
+        threads=limits.threads,
+        channel_timeout=limits.channel_timeout,
+        cleanup_interval=max(1, limits.channel_timeout // 2),
+        connection_limit=limits.connection_limit,
+        max_request_body_size=limits.max_body_bytes,
+        ident="marketapp",
+    )
+    server.run()
