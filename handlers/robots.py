@@ -1,4 +1,9 @@
-"""``POST /robots/<code>``: robot calls from Bitrix24 automation (answered at once)."""
+"""``POST /robots/<code>``: robot calls from Bitrix24 automation (answered at once).
+
+The application token only names the portal: every employee can read it. The call is stored
+and answered without REST traffic; the worker confirms it with Bitrix24 before it can act
+(:mod:`marketapp.robot_origin`) and rejects it otherwise.
+"""
 
 from __future__ import annotations
 
