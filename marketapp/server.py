@@ -90,8 +90,8 @@ def _fork(factory: Callable[[], WsgiApp], sock: socket.socket, limits: Limits) -
         return pid
     code = 0
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
         _run(factory(), sock, limits)
     except BaseException:  # the child must never return into the parent's code
         traceback.print_exc()

@@ -677,3 +677,14 @@ def test_operator_gateways_are_https_urls_of_known_providers(value: str) -> None
 
     with pytest.raises(ValidationError, match="sms_gateways"):
         Settings(sms_gateways=value)
+
+
+def test_account_sid_cannot_leave_its_path_segment(rsps: responses.RequestsMock) -> None:
+    sid = "AC1/../../evil?x=#"
+    rsps.post(
+        f"{TW_BASE}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json",
+        json=twilio_message(),
+        status=201,
+    )
+    twilio(account_sid=sid).send("k", PHONE, "hi", "+1555")
+    assert rsps.calls[0].request.url.startswith(f"{TW_BASE}/2010-04-01/Accounts/AC1%2F..%2F")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -122,11 +123,11 @@ class TwilioProvider:
         return SmsReceipt(str(body["sid"]), _TWILIO_STATUS.get(str(body.get("status")), "queued"))
 
     def status(self, message_id: str) -> str:
-        body = self._request("GET", f"Messages/{message_id}.json")
+        body = self._request("GET", f"Messages/{quote(message_id, safe='')}.json")
         return _TWILIO_STATUS.get(str(body.get("status")), "queued")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        url = f"{self.base}/2010-04-01/Accounts/{self.sid}/{path}"
+        url = f"{self.base}/2010-04-01/Accounts/{quote(self.sid, safe='')}/{path}"
         resp = _http(self.http, method, url, auth=self.auth, timeout=self.timeout, **kwargs)
         body = _json(resp)
         if resp.status_code >= 400:
