@@ -64,7 +64,12 @@ def install_from_page(session: Session, page: PlacementRequest) -> registration.
     store_tokens(portal, page.auth_id, page.refresh_id, page.auth_expires, confirmed.user_id)
     session.add(portal)
     session.commit()
-    return sync_portal(session, portal)
+    report = sync_portal(session, portal)
+    # Registered: the main page is usable now. After a reinstall Bitrix24 may send ONAPPINSTALL
+    # late, or never when it already counts the app installed; the verified installer suffices.
+    portal.installed = True
+    session.commit()
+    return report
 
 
 def _adopt(
@@ -73,16 +78,11 @@ def _adopt(
     server_endpoint: str,
     application_token: str,
 ) -> None:
-    """Take the portal's identity from a confirmed install (endpoint and domain as confirmed).
-
-    ``installed`` is set here too: after a reinstall Bitrix24 may send ``ONAPPINSTALL`` late, or,
-    when it already counts the app installed, never; the verified installer is enough.
-    """
+    """Take the portal's identity from a confirmed install (endpoint and domain as confirmed)."""
     portal.domain = confirmed.domain
     portal.client_endpoint = confirmed.client_endpoint
     portal.server_endpoint = server_endpoint  # allow-listed: it just answered app.info
     portal.application_token = application_token
-    portal.installed = True
 
 
 def sync_portal(session: Session, portal: Portal) -> registration.SyncReport:
@@ -158,6 +158,7 @@ def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
     session = db_session()
     portal = find_portal(session, auth.member_id) or Portal(member_id=auth.member_id)
     _adopt(portal, confirmed, auth.server_endpoint, auth.application_token)
+    portal.installed = True
     if event.data.language_id:
         portal.language = normalize(event.data.language_id)
     store_tokens(
@@ -200,7 +201,7 @@ def confirm_uninstall(portal_id: int, clean: bool, fingerprint: str) -> None:
     member_id = portal.member_id
     if _fingerprint(portal) != fingerprint:
         # Reinstalled, or refreshed, since the event: its tokens were alive after it.
-        security_event("uninstall ignored", "ONAPPUNINSTALL superseded", member_id=member_id)
+        log.info("uninstall superseded, ignored", extra={"member_id": member_id})
         return
     session.commit()  # no transaction stays open across the REST check
     state = verify.stored_tokens_state(portal)

@@ -21,8 +21,10 @@ import requests
 from sqlalchemy import func, select
 
 from marketapp.db import db_session
+from marketapp.devportal import DevportalServer
 from marketapp.models import Portal, PortalStatus, Registration
-from tests.e2e.harness import Installed
+from tests.browser import ARGS, CHROMIUM, needs_chromium
+from tests.e2e.harness import AppServer, Installed, register_app
 
 pytestmark = pytest.mark.e2e
 
@@ -299,3 +301,34 @@ def test_failed_install_page_carries_no_token(installed: Installed, forge: dict[
         assert fields[name] not in resp.text
         assert f'name="{name}"' not in resp.text
     assert "reloadWindow" in resp.text  # "Try again" reloads the app through Bitrix24
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_try_again_reloads_the_installer_through_bx24(
+    devportal: DevportalServer, app_server: AppServer
+) -> None:
+    """The admin's first install fails (the portal answers 500); "Try again" installs it."""
+    from playwright.sync_api import sync_playwright
+
+    client_id = register_app(devportal, app_server)
+    admin = Installed(devportal, app_server, devportal.emulator.portals[0].member_id, client_id)
+    admin.portal("/install", "POST", client_id=client_id)
+    admin.portal("/faults", "POST", rates={"error_500": 1.0})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.goto(f"{admin.portal()['shell_url']}marketplace/app/{client_id}/?user=1")
+        frame = page.frame_locator("#slider-frame")
+        frame.locator("#install-retry").wait_for(timeout=30_000)
+        failed = frame.locator("html").inner_html()
+        assert "AUTH_ID" not in failed and "APPLICATION_TOKEN" not in failed
+        admin.portal("/faults", "POST", rates={})
+        frame.locator("#install-retry").click()
+        # installFinish makes the shell reload once more: the admin lands on the main page.
+        frame.locator("form#settings").wait_for(timeout=30_000)
+        browser.close()
+    commands = [e["command"] for e in admin.emu("GET", "/ui-events")]
+    assert commands.index("reloadWindow") < commands.index("installFinish")
+    admin.settle()
+    assert stored(admin).installed
