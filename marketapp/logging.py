@@ -19,6 +19,18 @@ _INLINE = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "***"
+# One entry stays readable and cheap: a deep recursion's traceback ran to 167 KB. The head
+# says where it started, the tail what finally failed.
+MAX_TRACEBACK = 8_000
+MAX_MESSAGE = 4_000
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its head and tail."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 4, limit - limit // 4
+    return f"{text[:head]}\n… {len(text) - head - tail} characters left out …\n{text[-tail:]}"
 
 
 def redact(value: Any) -> Any:
@@ -40,12 +52,12 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": bounded(redact(record.getMessage()), MAX_MESSAGE),
         }
         extra = {k: v for k, v in record.__dict__.items() if k not in self._skip}
         entry.update(redact(extra))
         if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+            entry["exc"] = bounded(redact(self.formatException(record.exc_info)), MAX_TRACEBACK)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,8 +32,11 @@ from marketapp.actions.base import (
     Target,
     failed,
     load_records,
+    refused_template,
+    sent,
     skipped,
 )
+from marketapp.actions.templating import TemplateProblem
 from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
@@ -41,7 +44,7 @@ from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
 from marketapp.bitrix.payloads import document_entity_id
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
-from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
+from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState, Send, SendState
 from marketapp.portal_settings import portal_settings
 from marketapp.robot_origin import confirmed
 from marketapp.settings import get_settings
@@ -49,6 +52,10 @@ from marketapp.settings import get_settings
 log = logging.getLogger(__name__)
 GROUP_SIZE = 50
 LEASE = timedelta(minutes=5)
+# A call taken over this many times from a worker that died or crashed on it is answered
+# ``failed`` instead of being run again (``attempts`` counts such take-overs only: a release
+# for a retry or parking is an orderly end, not a failed attempt).
+MAX_TAKEOVERS = 3
 
 
 def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> bool:
@@ -182,13 +189,33 @@ def _claim(session: Session, portal_id: int) -> list[RobotCall]:
             .values(
                 state=RobotCallState.RUNNING,
                 lease_until=now + LEASE,
-                attempts=RobotCall.attempts + 1,
+                attempts=case(
+                    (RobotCall.state == RobotCallState.RUNNING, RobotCall.attempts + 1),
+                    else_=RobotCall.attempts,
+                ),
             )
         )
         if taken.rowcount == 1:  # type: ignore[attr-defined]
             claimed.append(call_id)
     session.commit()
-    return list(session.scalars(select(RobotCall).where(RobotCall.id.in_(claimed))))
+    calls = list(session.scalars(select(RobotCall).where(RobotCall.id.in_(claimed))))
+    for call in calls:
+        if call.attempts >= MAX_TAKEOVERS and not call.status:
+            _give_up(call)
+    session.commit()
+    return calls
+
+
+def _give_up(call: RobotCall) -> None:
+    """Answer a call that keeps stopping its worker as failed; it is never run again."""
+    log.error("robot call given up", extra={"call_id": call.id, "attempts": call.attempts})
+    outcome = failed(
+        "gave_up",
+        _("The robot stopped %(n)s times while running; it is not tried again.", n=call.attempts),
+    )
+    call.status = outcome.status
+    call.return_values = outcome.return_values()
+    call.log_message = outcome.message
 
 
 def _release(session: Session, calls: list[RobotCall]) -> None:
@@ -239,20 +266,53 @@ def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcom
         try:
             settings = action.Settings.model_validate(group[0].properties)
         except ValidationError as exc:
-            problem = _("Robot settings are invalid: %(problems)s", problems=_problems(exc))
-            outcomes.update({_key(c): failed("invalid_settings", problem) for c in group})
+            outcomes.update(dict.fromkeys(map(_key, group), _invalid(exc)))
+            continue
+        except Exception:  # a validator's bug: this group fails, the others run
+            log.exception("robot settings check crashed", extra={"code": code})
+            problem = _("Robot settings could not be checked; it has been logged.")
+            outcomes.update(dict.fromkeys(map(_key, group), failed("invalid_settings", problem)))
             continue
         try:
             outcomes.update(action.run(ctx, settings, [targets[_key(c)] for c in group]))
         except (RetryLater, BitrixError):
             raise
         except Exception:
-            # A bug must not leave the workflow waiting forever: answer it as failed.
+            # A bug must not leave the workflow waiting forever: answer what happened.
             log.exception("robot action crashed", extra={"code": code})
-            ctx.session.rollback()
-            problem = _("Internal error in the application; it has been logged.")
-            outcomes.update({_key(c): failed("internal_error", problem) for c in group})
+            outcomes.update(_after_crash(ctx, group))
     return outcomes
+
+
+def _invalid(exc: ValidationError) -> Outcome:
+    """A template refused by the sandbox is a ``template_error`` skip; others invalid settings."""
+    for error in exc.errors():
+        problem = (error.get("ctx") or {}).get("error")
+        if isinstance(problem, TemplateProblem):
+            return refused_template(problem)
+    return failed(
+        "invalid_settings", _("Robot settings are invalid: %(problems)s", problems=_problems(exc))
+    )
+
+
+def _after_crash(ctx: ActionContext, group: list[RobotCall]) -> dict[str, Outcome]:
+    """After an action crashed, report from the ledger: what was done is ``sent``."""
+    ctx.session.rollback()
+    keys = [_key(c) for c in group]
+    done = set(
+        ctx.session.scalars(
+            select(Send.key).where(
+                Send.portal_id == ctx.portal.id, Send.key.in_(keys), Send.state == SendState.SENT
+            )
+        )
+    )
+    problem = failed("internal_error", _("Internal error in the application; it has been logged."))
+    return {
+        key: sent(_("Done; the application failed afterwards and it has been logged."))
+        if key in done
+        else problem
+        for key in keys
+    }
 
 
 def _answer(ctx: ActionContext, calls: list[RobotCall]) -> None:

@@ -8,16 +8,22 @@ runs it on a launch's records.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import requests
 from flask_babel import gettext as _
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from marketapp.actions.templating import TemplateProblem, TextTooLong
 from marketapp.bitrix.errors import BitrixError, NotFound
 from marketapp.models import Portal, PortalSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENTITY_TYPE_IDS = {"LEAD": 1, "DEAL": 2, "CONTACT": 3, "COMPANY": 4}
 ENTITY_METHODS = {
@@ -69,6 +75,42 @@ def failed(reason: str, message: str) -> Outcome:
 
 class RetryLater(Exception):
     """A transient failure: nothing irreversible happened that the ledger does not know."""
+
+
+def refused_template(exc: TemplateProblem) -> Outcome:
+    """A template that cannot be rendered for a record: terminal, nothing was sent."""
+    if isinstance(exc, TextTooLong):
+        return skipped("too_long", str(exc))
+    return skipped("template_error", str(exc))
+
+
+def prepare_each(
+    targets: list[Target], prepare: Callable[[Target], T | Outcome]
+) -> tuple[list[T], dict[str, Outcome]]:
+    """Decide and render every target before any side effect; one that fails fails alone.
+
+    ``prepare`` returns what to deliver or an outcome (skip). A template problem is a skip
+    with its reason; any other exception is logged (once, bounded) and fails that record only.
+    """
+    ready: list[T] = []
+    outcomes: dict[str, Outcome] = {}
+    for target in targets:
+        try:
+            prepared = prepare(target)
+        except TemplateProblem as exc:
+            prepared = refused_template(exc)
+        except RetryLater:
+            raise
+        except Exception:
+            log.exception("preparing a record failed", extra={"key": target.key})
+            prepared = failed(
+                "internal_error", _("Internal error in the application; it has been logged.")
+            )
+        if isinstance(prepared, Outcome):
+            outcomes[target.key] = prepared
+        else:
+            ready.append(prepared)
+    return ready, outcomes
 
 
 @dataclass

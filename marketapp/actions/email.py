@@ -20,6 +20,7 @@ from marketapp.actions.base import (
     failed,
     multifield,
     opted_out,
+    prepare_each,
     sent,
     skipped,
 )
@@ -27,6 +28,11 @@ from marketapp.channels.smtp import SmtpError, send_email
 from marketapp.models import Send, SendState
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Rendered sizes: a subject fits the activity's SUBJECT (255) and stays one readable line; a
+# body of 256 KB holds any real letter with inline styles, far beyond what mail clients show
+# unclipped (Gmail clips at about 100 KB), and keeps one render's memory small.
+SUBJECT_MAX = 255
+BODY_MAX = 256 * 1024
 
 
 class EmailSettings(BaseModel):
@@ -55,14 +61,7 @@ class SendEmail:
     def run(
         self, ctx: ActionContext, settings: EmailSettings, targets: list[Target]
     ) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
-        letters: list[Letter] = []
-        for target in targets:
-            letter_or_outcome = _compose(ctx, settings, target)
-            if isinstance(letter_or_outcome, Outcome):
-                outcomes[target.key] = letter_or_outcome
-            else:
-                letters.append(letter_or_outcome)
+        letters, outcomes = prepare_each(targets, lambda t: _compose(ctx, settings, t))
         if ctx.config.email_channel == "smtp":
             outcomes.update(_send_smtp(ctx, settings, letters))
         else:
@@ -80,11 +79,12 @@ def _compose(ctx: ActionContext, settings: EmailSettings, target: Target) -> Let
     if not _ADDRESS.match(to):
         return skipped("invalid_email", _("The e-mail address %(address)s is invalid.", address=to))
     context = templating.record_context(target.entity_type, target.record or {})
-    try:
-        subject = templating.render(settings.subject, context).strip()
-        body = templating.render(settings.body, context)
-    except templating.TemplateProblem as exc:
-        return failed("template", str(exc))
+    subject = templating.one_line(templating.render(settings.subject, context))
+    if len(subject) > SUBJECT_MAX:
+        raise templating.TextTooLong(
+            _("The subject is longer than %(limit)s characters.", limit=SUBJECT_MAX)
+        )
+    body = templating.render(settings.body, context, limit=BODY_MAX)
     if settings.body_type == "html":
         body = templating.sanitize_html(body)
     record = target.record or {}
@@ -233,4 +233,4 @@ def _settled(row: Send, letter: Letter) -> Outcome:
 
 
 def _plain(html: str) -> str:
-    return re.sub(r"<[^>]+>", "", html)
+    return templating.plain_text(html)

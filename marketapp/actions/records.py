@@ -17,6 +17,7 @@ from marketapp.actions.base import (
     RetryLater,
     Target,
     failed,
+    prepare_each,
     sent,
 )
 from marketapp.models import FieldEdit, Send, SendState
@@ -63,22 +64,12 @@ class EditRecord:
         self, ctx: ActionContext, settings: EditSettings, targets: list[Target]
     ) -> dict[str, Outcome]:
         assignments = parse_assignments(settings.fields)
-        outcomes: dict[str, Outcome] = {}
+        # Every record's values are rendered before the first claim or update.
+        rendered, outcomes = prepare_each(targets, lambda t: _render(t, assignments))
         updates: dict[str, tuple[str, dict[str, Any]]] = {}
         pending: dict[str, tuple[Send, FieldEdit]] = {}
-        for target in targets:
-            unknown = [f for f in assignments if f not in (target.record or {})]
-            if unknown:
-                outcomes[target.key] = failed(
-                    "unknown_field",
-                    _("Unknown fields: %(fields)s", fields=", ".join(sorted(unknown))),
-                )
-                continue
-            prepared = _prepare(ctx, target, assignments)
-            if isinstance(prepared, Outcome):
-                outcomes[target.key] = prepared
-                continue
-            row, edit = prepared
+        for target, after in rendered:
+            row, edit = _claim(ctx, target, after)
             if row.state is not SendState.CLAIMED:
                 outcomes[target.key] = _settled(row, edit)
                 continue
@@ -90,21 +81,25 @@ class EditRecord:
         return outcomes
 
 
-def _prepare(
-    ctx: ActionContext, target: Target, assignments: dict[str, str]
-) -> tuple[Send, FieldEdit] | Outcome:
+def _render(target: Target, assignments: dict[str, str]) -> tuple[Target, dict[str, str]] | Outcome:
     record = target.record or {}
+    unknown = [f for f in assignments if f not in record]
+    if unknown:
+        return failed(
+            "unknown_field", _("Unknown fields: %(fields)s", fields=", ".join(sorted(unknown)))
+        )
     context = templating.record_context(target.entity_type, record)
-    try:
-        after = {f: templating.render(v, context) for f, v in assignments.items()}
-    except templating.TemplateProblem as exc:
-        return failed("template", str(exc))
-    row, fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "edit")
+    return target, {f: templating.render(v, context) for f, v in assignments.items()}
+
+
+def _claim(ctx: ActionContext, target: Target, after: dict[str, str]) -> tuple[Send, FieldEdit]:
+    row, _fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "edit")
     edit = ctx.session.scalar(
         select(FieldEdit).where(FieldEdit.portal_id == ctx.portal.id, FieldEdit.key == target.key)
     )
     if edit is None:
         # Kept from the first attempt only: a retry must not record its own edit as "before".
+        record = target.record or {}
         edit = FieldEdit(
             portal_id=ctx.portal.id,
             key=target.key,
@@ -145,6 +140,11 @@ def _settled(row: Send, edit: FieldEdit) -> Outcome:
     return failed("update_error", _("The record was not changed: %(reason)s", reason=reason))
 
 
+# A timeline comment is read by people in the record's card: 10,000 characters is several
+# screens of text, more than any note needs, and keeps a runaway template from flooding it.
+COMMENT_MAX = 10_000
+
+
 class CommentSettings(BaseModel):
     text: templating.Template = Field(min_length=1, max_length=20_000)
 
@@ -156,19 +156,11 @@ class TimelineComment:
     def run(
         self, ctx: ActionContext, settings: CommentSettings, targets: list[Target]
     ) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
+        # Every comment is rendered before the first one is added.
+        texts, outcomes = prepare_each(targets, lambda t: _comment_text(settings, t))
         adds: dict[str, tuple[str, dict[str, Any]]] = {}
         rows: dict[str, tuple[Send, str]] = {}
-        for target in targets:
-            context = templating.record_context(target.entity_type, target.record or {})
-            try:
-                text = templating.render(settings.text, context).strip()
-            except templating.TemplateProblem as exc:
-                outcomes[target.key] = failed("template", str(exc))
-                continue
-            if not text:
-                outcomes[target.key] = failed("empty_text", _("The comment is empty."))
-                continue
+        for target, text in texts:
             row, fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "comment")
             if not fresh and row.state is SendState.CLAIMED:
                 _reconcile(ctx, row, target, text)
@@ -196,6 +188,18 @@ class TimelineComment:
             if transient:
                 raise RetryLater("some comments got a transient error")
         return outcomes
+
+
+def _comment_text(settings: CommentSettings, target: Target) -> tuple[Target, str] | Outcome:
+    context = templating.record_context(target.entity_type, target.record or {})
+    text = templating.plain_text(templating.render(settings.text, context)).strip()
+    if not text:
+        return failed("empty_text", _("The comment is empty."))
+    if len(text) > COMMENT_MAX:
+        raise templating.TextTooLong(
+            _("The comment is longer than %(limit)s characters.", limit=COMMENT_MAX)
+        )
+    return target, text
 
 
 def _reconcile(ctx: ActionContext, row: Send, target: Target, text: str) -> None:

@@ -19,6 +19,7 @@ from marketapp.actions.base import (
     failed,
     multifield,
     opted_out,
+    prepare_each,
     sent,
     skipped,
 )
@@ -54,22 +55,19 @@ class SendSms:
                 "gateway_config", _("The SMS gateway is not configured: %(why)s", why=exc)
             )
             return {t.key: problem for t in targets}
-        outcomes: dict[str, Outcome] = {}
+        # Every text is rendered before the first message goes out.
+        messages, outcomes = prepare_each(targets, lambda t: _compose(ctx, settings, t))
         comments: dict[str, tuple[str, dict[str, Any]]] = {}
         retry = False
-        for target in targets:
-            sms = _compose(ctx, settings, target)
-            if isinstance(sms, Outcome):
-                outcomes[target.key] = sms
-                continue
+        for sms in messages:
             try:
                 outcome, fresh = _deliver(ctx, provider, settings, sms)
             except RetryLater:
                 retry = True
                 continue
-            outcomes[target.key] = outcome
+            outcomes[sms.target.key] = outcome
             if fresh and outcome.status == "sent":
-                comments[target.key] = _timeline_comment(sms, outcome)
+                comments[sms.target.key] = _timeline_comment(sms, outcome)
         if comments:
             ctx.client.batch(comments)
         if retry:
@@ -88,12 +86,8 @@ def _compose(ctx: ActionContext, settings: SmsSettings, target: Target) -> Sms |
         phone = normalize_phone(raw, ctx.config.default_country)
     except InvalidPhone:
         return skipped("invalid_phone", _("The phone number %(phone)s is invalid.", phone=raw))
-    try:
-        text = templating.render(
-            settings.text, templating.record_context(target.entity_type, target.record or {})
-        ).strip()
-    except templating.TemplateProblem as exc:
-        return failed("template", str(exc))
+    context = templating.record_context(target.entity_type, target.record or {})
+    text = templating.render(settings.text, context).strip()
     if not text:
         return skipped("empty_text", _("The message is empty for this record."))
     limit = ctx.config.sms_max_length
@@ -181,7 +175,7 @@ def _timeline_comment(sms: Sms, outcome: Outcome) -> tuple[str, dict[str, Any]]:
         "SMS to %(phone)s (%(segments)s segments): %(text)s",
         phone=sms.phone,
         segments=outcome.values.get("segments", 0),
-        text=sms.text,
+        text=templating.plain_text(sms.text),
     )
     return (
         "crm.timeline.comment.add",

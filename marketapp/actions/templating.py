@@ -1,27 +1,58 @@
-"""User-authored templates (``{{ contact.NAME }}``) rendered in a sandbox."""
+"""User-authored templates (``{{ contact.NAME }}``) rendered in a limited sandbox.
+
+Any failure of a template, whatever Python raises inside it, comes out as
+:class:`TemplateProblem`; the sandbox's limits are described in :mod:`marketapp.actions.sandbox`.
+"""
 
 from __future__ import annotations
 
+import functools
+import html
 from typing import Annotated, Any
 
 import nh3
-from jinja2 import TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from flask_babel import gettext as _
+from jinja2 import Template as JinjaTemplate
+from jinja2 import TemplateError
 from pydantic import AfterValidator
 
-_env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
+from marketapp.actions import sandbox
+from marketapp.actions.sandbox import MAX_TEXT, TemplateProblem, TextTooLong
+
+_env = sandbox.LimitedSandbox()
+
+__all__ = ["MAX_TEXT", "Template", "TemplateProblem", "TextTooLong", "check", "render"]
 
 
-class TemplateProblem(ValueError):
-    """The template does not parse or fails to render; the message says where."""
+def _problem(exc: BaseException) -> TemplateProblem:
+    if isinstance(exc, TemplateProblem):
+        return exc
+    if isinstance(exc, TemplateError):
+        detail = exc.message or type(exc).__name__
+    elif isinstance(exc, RecursionError):
+        detail = _("the template calls itself too deeply")
+    else:  # ZeroDivisionError, TypeError, OverflowError … raised by the template's own code
+        detail = str(exc) or type(exc).__name__
+    return TemplateProblem(_("Template error: %(error)s", error=detail))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> JinjaTemplate:
+    """Check the shape, refuse constant blow-ups, compile (cached: a group renders one
+    template for up to 50 records)."""
+    sandbox.check_nesting(_env, source)
+    tree = _env.parse(source)
+    sandbox.check_depth(tree)
+    sandbox.check_constants(tree)
+    return _env.from_string(tree)
 
 
 def check(source: str) -> None:
-    """Raise :class:`TemplateProblem` if ``source`` is not a valid template."""
+    """Raise :class:`TemplateProblem` if ``source`` is not a template that may be rendered."""
     try:
-        _env.parse(source)
-    except TemplateError as exc:
-        raise TemplateProblem(f"template error: {exc.message}") from exc
+        _compiled(source)
+    except Exception as exc:
+        raise _problem(exc) from None
 
 
 def _checked(source: str) -> str:
@@ -29,21 +60,55 @@ def _checked(source: str) -> str:
     return source
 
 
-# A settings field holding a template: rejected at validation when it does not parse.
+# A settings field holding a template: rejected at validation when it does not parse or is
+# refused by the sandbox's shape and constant checks.
 Template = Annotated[str, AfterValidator(_checked)]
 
 
-def render(source: str, context: dict[str, Any]) -> str:
-    """Render ``source``; unknown names render as empty text."""
+def render(source: str, context: dict[str, Any], limit: int = MAX_TEXT) -> str:
+    """Render ``source`` within the sandbox's budget; unknown names render as empty text.
+
+    Raises :class:`TextTooLong` past ``limit`` characters, :class:`TemplateProblem` for any
+    other failure.
+    """
+    token = sandbox.start_budget()
     try:
-        return _env.from_string(source).render(context)
-    except TemplateError as exc:
-        raise TemplateProblem(f"template error: {exc.message}") from exc
+        parts: list[str] = []
+        size = 0
+        for chunk in _compiled(source).generate(context):
+            size += len(chunk)
+            if size > limit:
+                raise TextTooLong(_("The text is longer than %(limit)s characters.", limit=limit))
+            parts.append(chunk)
+        return "".join(parts)
+    except Exception as exc:
+        raise _problem(exc) from None
+    finally:
+        sandbox.end_budget(token)
 
 
-def sanitize_html(html: str) -> str:
+def sanitize_html(markup: str) -> str:
     """Keep formatting and links, drop scripts, handlers and anything active."""
-    return nh3.clean(html, link_rel="noopener noreferrer")
+    return nh3.clean(markup, link_rel="noopener noreferrer")
+
+
+def plain_text(text: str) -> str:
+    """Text without markup, for timeline comments and subjects.
+
+    Tags are stripped (``<script>``/``<style>`` with their content) and entities decoded, until
+    nothing changes: ``&lt;b&gt;`` must not turn into a tag on the next reader's side.
+    """
+    for _pass in range(5):
+        cleaned = html.unescape(nh3.clean(text, tags=set()))
+        if cleaned == text:
+            return text
+        text = cleaned
+    return text.replace("<", "").replace(">", "")
+
+
+def one_line(text: str) -> str:
+    """A subject: plain text on one line."""
+    return " ".join(plain_text(text).split())
 
 
 def record_context(entity_type: str, record: dict[str, Any]) -> dict[str, Any]:
