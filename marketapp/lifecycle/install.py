@@ -191,8 +191,11 @@ def _confirm_event_auth(auth: Auth) -> verify.ConfirmedInstall:
     return confirmed
 
 
-@job(retries=3, retry_delay=60)
-def confirm_uninstall(portal_id: int, clean: bool, fingerprint: str) -> None:
+UNINSTALL_CHECKS = 4  # attempts to learn the stored tokens' state before giving up
+
+
+@job()
+def confirm_uninstall(portal_id: int, clean: bool, fingerprint: str, attempt: int = 1) -> None:
     """Act on ONAPPUNINSTALL only if the stored tokens were revoked (a real uninstall does so)."""
     session = db_session()
     portal = session.get(Portal, portal_id)
@@ -209,22 +212,35 @@ def confirm_uninstall(portal_id: int, clean: bool, fingerprint: str) -> None:
         security_event(
             "uninstall ignored", "forged ONAPPUNINSTALL: tokens still work", member_id=member_id
         )
+    elif state is verify.TokenState.UNKNOWN:
+        _check_uninstall_later(portal, clean, fingerprint, attempt)
+    else:
+        _mark_uninstalled(session, portal, clean)
+
+
+def _check_uninstall_later(portal: Portal, clean: bool, fingerprint: str, attempt: int) -> None:
+    """Network trouble, a 5xx or a parked portal: nothing proves the uninstall yet."""
+    extra = {"member_id": portal.member_id, "attempt": attempt}
+    if attempt >= UNINSTALL_CHECKS:
+        log.warning("uninstall not confirmed, portal kept", extra=extra)
         return
-    if state is verify.TokenState.UNKNOWN:
-        raise UninstallUnconfirmed(member_id)  # retried; then dropped, and the portal kept
+    retry = get_settings().jobs_retry_delay
+    delay = 60.0 * attempt if retry is None else retry
+    enqueue(confirm_uninstall, portal.id, clean, fingerprint, attempt + 1, delay=delay)
+    db_session().commit()
+    log.info("uninstall not confirmed yet, checking again", extra=extra)
+
+
+def _mark_uninstalled(session: Session, portal: Portal, clean: bool) -> None:
     session.refresh(portal)
     portal.access_token = portal.refresh_token = None
     portal.installed = False
     portal.status = PortalStatus.UNINSTALLED
-    portal.session_epoch += 1
+    portal.session_epoch += 1  # page sessions minted before now are refused
     if clean:
         enqueue(purge_portal, portal.id)
     session.commit()
-    log.info("portal uninstalled", extra={"member_id": member_id, "clean": clean})
-
-
-class UninstallUnconfirmed(Exception):
-    """The stored tokens' state could not be learned (network, 5xx, a parked portal)."""
+    log.info("portal uninstalled", extra={"member_id": portal.member_id, "clean": clean})
 
 
 def _fingerprint(portal: Portal) -> str:

@@ -225,6 +225,21 @@ def test_forged_uninstall_is_ignored(
     assert any("ONAPPUNINSTALL" in reason for reason in security_reasons(caplog))
 
 
+def test_uninstall_that_cannot_be_confirmed_keeps_the_portal(installed: Installed) -> None:
+    """A parked portal (its refresh token died): nothing proves the uninstall; nothing goes."""
+    with installed.app.app.app_context():
+        db_session().scalars(select(Portal)).one().status = PortalStatus.NEEDS_REAUTH
+        db_session().commit()
+    body = event_fields(
+        user2_form(installed), "ONAPPUNINSTALL", {"LANGUAGE_ID": "en", "CLEAN": "1"}
+    )
+    assert post_event(installed, body).status_code == 200
+    installed.settle()
+    portal = stored(installed)
+    assert portal.status is PortalStatus.NEEDS_REAUTH and portal.refresh_token
+    assert installed.app.worker.errors == []
+
+
 def _expire_stored_token(installed: Installed) -> None:
     with installed.app.app.app_context():
         portal = db_session().scalars(select(Portal)).one()
