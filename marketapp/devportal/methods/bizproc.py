@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any
@@ -240,7 +241,13 @@ def _matches(row: dict[str, Any], op: str, field: str, value: Any) -> bool:
     want = _comparable(field, value)
     if have is None or want is None or type(have) is not type(want):
         return False
-    return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]
+    results: dict[str, bool] = {
+        "<": have < want,
+        "<=": have <= want,
+        ">": have > want,
+        ">=": have >= want,
+    }
+    return results[op]
 
 
 def _instance_filter(value: Any) -> list[tuple[str, str, Any]]:
@@ -260,12 +267,12 @@ def _instance_order(rows: list[dict[str, Any]], value: Any) -> None:
         if str(k).upper() in INSTANCE_FIELDS
     ] or [("MODIFIED", True)]
     for field, desc in reversed(order):  # stable sorts: the first key decides last
-        rows.sort(key=lambda r, f=field: _sort_key(f, r[f]), reverse=desc)
+        rows.sort(key=functools.partial(_sort_key, field), reverse=desc)
 
 
-def _sort_key(field: str, value: Any) -> tuple[bool, Any]:
+def _sort_key(field: str, row: dict[str, Any]) -> tuple[bool, Any]:
     """Empty values first (ascending); the value is compared only between non-empty ones."""
-    have = _comparable(field, value)
+    have = _comparable(field, row[field])
     return (have is not None, have if have is not None else 0)
 
 
