@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,6 +140,14 @@ def receive_event(session: Session, fields: dict[str, Any]) -> str:
     return "ignored"
 
 
+@dataclass(frozen=True)
+class _EventTokens:
+    access: str
+    refresh: str | None
+    expires_in: int | None
+    expires: int | None
+
+
 @job()
 def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
     """Confirm an ONAPPINSTALL/ONAPPUPDATE, store its tokens, and re-sync after an update.
@@ -149,7 +158,7 @@ def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
     assert isinstance(event, AppInstallEvent | AppUpdateEvent)
     auth = event.auth
     try:
-        confirmed = _confirm_event_auth(auth)
+        confirmed, tokens = _confirm_event_auth(auth)
     except verify.VerificationError as exc:
         security_event(
             "app event ignored", f"{event.event} not confirmed: {exc}", member_id=auth.member_id
@@ -162,12 +171,7 @@ def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
     if event.data.language_id:
         portal.language = normalize(event.data.language_id)
     store_tokens(
-        portal,
-        auth.access_token,
-        auth.refresh_token,
-        auth.expires_in,
-        confirmed.user_id,
-        auth.expires,
+        portal, tokens.access, tokens.refresh, tokens.expires_in, confirmed.user_id, tokens.expires
     )
     session.add(portal)
     session.commit()
@@ -175,20 +179,41 @@ def confirm_app_event(sealed: str, _known_token: bool = False) -> None:
         sync_portal(session, portal)
 
 
-def _confirm_event_auth(auth: Auth) -> verify.ConfirmedInstall:
+def _confirm_event_auth(auth: Auth) -> tuple[verify.ConfirmedInstall, _EventTokens]:
     """``app.info`` on the allow-listed OAuth server, then ``profile`` on the confirmed endpoint.
 
     Bitrix24 sends these events with the installing (updating) admin's token; a user's own
-    genuine token must not be able to replace the portal's tokens or application token.
+    genuine token must not be able to replace the portal's tokens or application token. A
+    delivery that waited in Bitrix24's queue past the token's hour is confirmed with a refreshed
+    pair (the spent refresh token is then replaced by the new one).
     """
     if not auth.access_token:
         raise verify.VerificationError("event carries no access token")
-    confirmed = verify.verify_install(
-        auth.server_endpoint, auth.access_token, auth.member_id, auth.domain
-    )
-    if not verify.portal_user(confirmed.client_endpoint, auth.access_token).is_admin:
+    tokens = _EventTokens(auth.access_token, auth.refresh_token, auth.expires_in, auth.expires)
+    try:
+        confirmed = verify.verify_install(
+            auth.server_endpoint, tokens.access, auth.member_id, auth.domain
+        )
+    except verify.VerificationError as exc:
+        if exc.code.lower() != "expired_token" or not auth.refresh_token:
+            raise
+        tokens = _refreshed(auth.server_endpoint, auth.refresh_token)
+        confirmed = verify.verify_install(
+            auth.server_endpoint, tokens.access, auth.member_id, auth.domain
+        )
+    if not verify.portal_user(confirmed.client_endpoint, tokens.access).is_admin:
         raise verify.VerificationError("the token does not belong to an administrator")
-    return confirmed
+    return confirmed, tokens
+
+
+def _refreshed(server_endpoint: str, refresh_token: str) -> _EventTokens:
+    data = verify.refresh_pair(server_endpoint, refresh_token)
+    return _EventTokens(
+        str(data["access_token"]),
+        str(data.get("refresh_token") or "") or None,
+        int(data["expires_in"]) if data.get("expires_in") else None,
+        int(data["expires"]) if data.get("expires") else None,
+    )
 
 
 UNINSTALL_CHECKS = 4  # attempts to learn the stored tokens' state before giving up

@@ -25,6 +25,7 @@ from flask import current_app
 
 from marketapp.bitrix.errors import BitrixError, ConfigError, NeedsReauth
 from marketapp.bitrix.http import shared_session, validate_endpoint
+from marketapp.bitrix.oauth import OAuthRefresher
 from marketapp.models import Portal, PortalStatus
 from marketapp.settings import get_settings
 
@@ -101,6 +102,23 @@ def _app_info(server_endpoint: str, access_token: str, member_id: str) -> dict[s
     if install.get("member_id") != member_id:
         raise VerificationError("token belongs to another portal")
     return result
+
+
+def refresh_pair(server_endpoint: str, refresh_token: str) -> dict[str, Any]:
+    """A new token pair from the allow-listed OAuth server (it answers only for our secret)."""
+    settings = get_settings()
+    refresher = OAuthRefresher(
+        settings.client_id,
+        settings.client_secret.get_secret_value(),
+        settings.oauth_host_list,
+        shared_session(),
+        timeout=settings.http_timeout,
+        allow_insecure_loopback=settings.allow_insecure_loopback,
+    )
+    try:
+        return refresher.refresh(server_endpoint, refresh_token)
+    except BitrixError as exc:
+        raise VerificationError(f"refresh refused ({exc.code})", str(exc.code)) from exc
 
 
 def _confirmed_endpoint(install: dict[str, Any], domain: str) -> str:

@@ -24,7 +24,7 @@ from marketapp.db import db_session
 from marketapp.devportal import DevportalServer
 from marketapp.models import Portal, PortalStatus, Registration
 from tests.browser import ARGS, CHROMIUM, needs_chromium
-from tests.e2e.harness import AppServer, Installed, register_app
+from tests.e2e.harness import AppServer, Installed, Worker, register_app
 
 pytestmark = pytest.mark.e2e
 
@@ -194,6 +194,35 @@ def test_genuine_update_is_confirmed_and_rotates_the_application_token(
     assert page(installed, 1).status_code == 200
 
 
+def test_update_delivered_after_its_token_expired_is_confirmed_with_a_refresh(
+    installed: Installed,
+) -> None:
+    pause_worker(installed)
+    installed.portal("/update", "POST", client_id=installed.client_id, version=2)
+    installed.emu("GET", "/deliveries?wait=1")  # queued by the app, not yet run
+    installed.portal("/faults", "POST", expire_tokens=True)  # an hour in Bitrix24's queue
+    resume_worker(installed)
+    installed.settle()
+    assert {r["code"] for r in installed.registrations()["robots"]} == {
+        "send_email",
+        "send_sms",
+        "edit_record",
+        "timeline_comment",
+    }  # the update removed them; the confirmed event registered them again
+    assert installed.app.worker.errors == []
+    assert page(installed, 1).status_code == 200
+
+
+def pause_worker(installed: Installed) -> None:
+    installed.app.worker.stop.set()
+    installed.app.worker.thread.join(timeout=5)
+
+
+def resume_worker(installed: Installed) -> None:
+    installed.app.worker = Worker(installed.app.worker.huey)
+    installed.app.worker.thread.start()
+
+
 # --- attack 3 ----------------------------------------------------------------------------------
 
 
@@ -290,8 +319,7 @@ def test_genuine_clean_uninstall_purges_and_refuses_old_sessions(installed: Inst
 
 
 def test_uninstall_event_is_answered_before_any_rest_call(installed: Installed) -> None:
-    installed.app.worker.stop.set()  # nothing runs in the background while we look
-    installed.app.worker.thread.join(timeout=5)
+    pause_worker(installed)  # nothing runs in the background while we look
     since = len(installed.emu("GET", "/requests"))
     form = user2_form(installed)
     resp = post_event(
