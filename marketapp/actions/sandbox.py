@@ -477,7 +477,8 @@ def check_nesting(env: LimitedSandbox, source: str) -> None:
                 blocks += 1
             elif value.startswith("end"):
                 blocks -= 1
-        after_block_begin = kind == "block_begin"
+        if kind != "whitespace":
+            after_block_begin = kind == "block_begin"
         if brackets > MAX_NESTING or blocks > MAX_NESTING:
             raise TemplateProblem(
                 _("The template is nested too deeply (more than %(n)s levels).", n=MAX_NESTING)
@@ -506,6 +507,9 @@ class _NotConstant(Exception):
 def _fold(node: nodes.Node) -> Any:
     if isinstance(node, nodes.Const):
         return node.value
+    if isinstance(node, nodes.List | nodes.Tuple):
+        items = [_fold(item) for item in node.items]
+        return items if isinstance(node, nodes.List) else tuple(items)
     if isinstance(node, nodes.BinExpr) and node.operator in LimitedSandbox.intercepted_binops:
         left, right = _fold(node.left), _fold(node.right)
         check_binop(node.operator, left, right)
