@@ -20,9 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def grouped(
-    tmp_path: Path, database_url: str, devportal: DevportalServer
-) -> Iterator[Installed]:
+def grouped(tmp_path: Path, database_url: str, devportal: DevportalServer) -> Iterator[Installed]:
     """An installed, seeded app that waits long enough for calls to arrive in one group."""
     devportal.emulator.reset()
     server: AppServer = start_app(tmp_path, database_url, devportal, robot_group_delay=1.0)
@@ -41,9 +39,7 @@ def comments_of(installed: Installed, contact_id: Any) -> list[str]:
 
 def sms_contacts(installed: Installed, n: int) -> list[dict[str, Any]]:
     contacts = installed.emu("GET", f"/portals/{installed.member_id}/crm/contact")
-    mobile = [
-        c for c in contacts if any(p["VALUE_TYPE"] == "MOBILE" for p in c.get("PHONE") or [])
-    ]
+    mobile = [c for c in contacts if any(p["VALUE_TYPE"] == "MOBILE" for p in c.get("PHONE") or [])]
     return [dict(c) for c in mobile[:n]]
 
 
@@ -140,3 +136,59 @@ def test_comments_and_subjects_are_plain_text(grouped: Installed) -> None:
     assert activity["SUBJECT"] == f"Hi {contact['NAME']} x"
     for text in [*comments, activity["SUBJECT"]]:
         assert "<" not in text and "alert" not in text, text
+
+
+def test_attack5_call_that_keeps_stopping_its_worker_is_answered_once(grouped: Installed) -> None:
+    """A worker died on this call twice already; the third take-over answers it ``failed``."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from marketapp.jobs import enqueue
+    from marketapp.models import Portal, RobotCallState
+    from marketapp.robots import MAX_TAKEOVERS, process_robot_calls
+
+    contact = contact_with(grouped)
+    wid = run(grouped, "timeline_comment", f"CONTACT_{contact['ID']}", text="Hello")
+    with grouped.app.app.app_context():  # the call is stuck as if its worker had died
+        session = db_session()
+        wait_until = datetime.now(UTC) + timedelta(seconds=30)
+        while not session.scalars(select(RobotCall)).all() and datetime.now(UTC) < wait_until:
+            session.rollback()
+        session.execute(
+            update(RobotCall).values(
+                state=RobotCallState.RUNNING,
+                lease_until=datetime.now(UTC) - timedelta(minutes=1),
+                attempts=MAX_TAKEOVERS - 1,
+            )
+        )
+        enqueue(process_robot_calls, session.scalars(select(Portal)).one().id)
+        session.commit()
+    grouped.settle()
+    flow = workflow(grouped, wid)
+    assert flow["state"] == "completed" and flow["sends"] == 1, flow
+    assert flow["return_values"] == {"status": "failed", "reason": "gave_up"}
+    with grouped.app.app.app_context():
+        call = db_session().scalars(select(RobotCall)).one()
+        assert call.state.value == "done" and call.attempts == MAX_TAKEOVERS
+
+
+def test_attack6_a_crash_after_the_side_effect_still_reports_sent(
+    grouped: Installed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketapp.actions import records
+
+    def crash(row: Any) -> Any:
+        raise RuntimeError("bug after the comment was added")
+
+    monkeypatch.setattr(records, "_comment_outcome", crash)
+    first, second = sms_contacts(grouped, 2)
+    wids = [
+        run(grouped, "timeline_comment", f"CONTACT_{c['ID']}", text="Noted")
+        for c in (first, second)
+    ]
+    grouped.settle()
+    for wid, contact in zip(wids, (first, second), strict=True):
+        flow = workflow(grouped, wid)
+        assert flow["return_values"]["status"] == "sent", flow["log"]
+        assert comments_of(grouped, contact["ID"]) == ["Noted"]
