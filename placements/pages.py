@@ -186,6 +186,7 @@ def current_session(admin: bool = False) -> PortalSession:
     claimed = request.args.get("member_id") or request.form.get("member_id")
     if claimed and claimed != session.member_id:
         raise reject("session used for another portal", member_id=claimed, status=403)
+    _portal_of(session)  # an uninstall ends every session minted before it
     if admin and not session.is_admin:
         raise AppError(_("Only a portal administrator can do this."), status=403, code="forbidden")
     g.language = session.language
@@ -193,7 +194,10 @@ def current_session(admin: bool = False) -> PortalSession:
 
 
 def _portal_of(session: PortalSession) -> Portal:
-    """The session's portal, unless it was removed or uninstalled since the session was minted."""
+    """The session's portal, unless it was removed or uninstalled since the session was minted.
+
+    (A primary-key get: the second one in a request comes from the session's identity map.)
+    """
     portal = db_session().get(Portal, session.portal_id)
     if portal is None or portal.member_id != session.member_id:
         raise reject("session for a removed portal", member_id=session.member_id)

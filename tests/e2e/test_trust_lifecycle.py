@@ -117,9 +117,9 @@ def session_of(resp: requests.Response) -> str:
     return resp.text[start : resp.text.index('"', start)]
 
 
-def settings_status(installed: Installed, token: str) -> int:
+def settings_status(installed: Installed, token: str, path: str = "/api/settings") -> int:
     resp = requests.get(
-        f"{installed.app.url}/api/settings", headers={"X-Session-Token": token}, timeout=10
+        f"{installed.app.url}{path}", headers={"X-Session-Token": token}, timeout=10
     )
     return resp.status_code
 
@@ -289,6 +289,7 @@ def test_genuine_uninstall_keeps_data_refuses_old_sessions_and_reinstalls(
     assert portal.status is PortalStatus.UNINSTALLED and not portal.installed
     assert portal.access_token is None and portal.refresh_token is None
     assert settings_status(installed, old_session) == 401
+    assert settings_status(installed, old_session, "/api/session") == 401
 
     # Reinstall: the installer page alone makes the app usable (ONAPPINSTALL may come late).
     form = installed.portal("/install", "POST", client_id=installed.client_id)["form"]
