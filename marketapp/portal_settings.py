@@ -97,8 +97,9 @@ def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettin
         raise AppError(f"Invalid settings: {problems}", code="invalid_settings") from None
     stored: dict[str, str] = {}
     if row.sms_provider == form.sms_provider:
-        stored = json.loads(row.sms_credentials or "{}")
-        stored.pop("base_url", None)  # the endpoint is the operator's now (MARKETAPP_SMS_GATEWAYS)
+        loaded = json.loads(row.sms_credentials or "{}")
+        stored = loaded if isinstance(loaded, dict) else {}
+        stored.pop("base_url", None)  # the endpoint is the operator's (MARKETAPP_SMS_GATEWAYS)
     credentials = {k: v for k, v in form.sms_credentials.items() if v or k not in SECRET_FIELDS}
     missing = _missing_credentials(form, {**stored, **credentials})
     if missing:
