@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,9 +102,16 @@ def portal_origin(domain: str) -> str:
     return f"{scheme}://{domain}"
 
 
+_HOST_PORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$")
+
+
 def allow_framing_by(response: Response, domain: str | None) -> Response:
-    """Let only the portal frame the page (no X-Frame-Options; CSP frame-ancestors)."""
-    ancestors = portal_origin(domain) if domain else "'none'"
+    """Let only the portal frame the page (no X-Frame-Options; CSP frame-ancestors).
+
+    A domain that is not a plain ``host[:port]`` (it may come from an unverified request) frames
+    nothing, and never reaches the header as anything but a host.
+    """
+    ancestors = portal_origin(domain) if domain and _HOST_PORT.match(domain) else "'none'"
     response.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
     response.headers.pop("X-Frame-Options", None)
     return response
