@@ -54,7 +54,7 @@ REQUEST_TIMEOUT = 30.0
 
 
 def bench_app() -> Flask:
-    """The product app (settings from ``MARKETAPP_*``) plus the minimal parse-only endpoint.
+    """The product app (configuration from ``MARKETAPP_*``) plus the minimal parse-only endpoint.
 
     The server process (``python -m marketapp.bench PORT PROCESSES THREADS``) serves it.
     """
@@ -419,10 +419,10 @@ def app_server(env: dict[str, str], log_path: Path, processes: int, threads: int
 
 
 def _serve(port: int, processes: int, threads: int) -> None:
-    from marketapp.config import Settings
+    from marketapp.config import Config
     from marketapp.server import Limits, bind, serve
 
-    limits = dataclasses.replace(Limits.from_settings(Settings()), threads=threads)
+    limits = dataclasses.replace(Limits.from_config(Config()), threads=threads)
     serve(bench_app, bind(HOST, port), processes, limits)
 
 

@@ -95,16 +95,17 @@ def portals_sync(member_id: str) -> None:
 
 
 @main.command()
-@click.option("--workers", default=None, type=int, help="Worker threads (default: settings).")
+@click.option("--workers", default=None, type=int, help="Worker threads (default: configuration).")
 def worker(workers: int | None) -> None:
     """Run job consumers until interrupted."""
+    from marketapp.config import get_config
     from marketapp.jobs import get_jobs
 
     app = _app()
     with app.app_context():
-        settings = app.extensions["marketapp.settings"]
+        config = get_config()
         consumer = get_jobs().huey.create_consumer(
-            workers=workers or settings.jobs_workers, worker_type="thread", periodic=True
+            workers=workers or config.jobs_workers, worker_type="thread", periodic=True
         )
     consumer.run()
 
@@ -134,6 +135,7 @@ def run(
 ) -> None:
     """Migrate, then serve the app (waitress, WORKERS processes on one socket; see
     marketapp.server), plus a job worker for one-machine setups."""
+    from marketapp.config import get_config
     from marketapp.db import get_db
     from marketapp.migrate import upgrade
     from marketapp.server import Limits, bind, serve
@@ -146,7 +148,7 @@ def run(
         if migrate:
             upgrade(get_db().engine)
         get_db().engine.dispose()  # each web process opens its own connections
-    limits = Limits.from_settings(app.extensions["marketapp.settings"])
+        limits = Limits.from_config(get_config())
     sock = bind(host, port)
     if embedded_worker:
         children.append(_spawn("worker"))
@@ -160,12 +162,12 @@ def run(
 
 
 def _start_devportal(host: str, port: int, devportal_port: int) -> subprocess.Popen[Any]:
-    """Point this app at a local emulator (set before settings load) and start it."""
-    from marketapp.config import load_settings
+    """Point this app at a local emulator (set before the configuration loads) and start it."""
+    from marketapp.config import load_config
 
-    settings = load_settings()
+    config = load_config()
     public_url = f"http://{host}:{port}"
-    secret = settings.client_secret.get_secret_value() or _dev_secret(settings.instance_path)
+    secret = config.client_secret.get_secret_value() or _dev_secret(config.instance_path)
     os.environ.update(
         MARKETAPP_PUBLIC_URL=public_url,
         MARKETAPP_CLIENT_SECRET=secret,
@@ -178,7 +180,7 @@ def _start_devportal(host: str, port: int, devportal_port: int) -> subprocess.Po
         f"--port={devportal_port}",
         f"--app-url={public_url}/",
         f"--app-installer-url={public_url}/install",
-        f"--app-client-id={settings.client_id}",
+        f"--app-client-id={config.client_id}",
     )
 
 

@@ -1,4 +1,4 @@
-"""Settings from the environment (prefix ``MARKETAPP_``) with embedded defaults.
+"""The environment configuration ``Config`` (prefix ``MARKETAPP_``) with embedded defaults.
 
 Nothing here needs a server: without ``MARKETAPP_DATABASE_URL`` the app uses SQLite in its instance
 folder, without ``MARKETAPP_REDIS_URL`` the job queue is Huey on SQLite, and the secret and
@@ -19,8 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_OAUTH_HOSTS = ("oauth.bitrix.info", "oauth.bitrix24.tech")
 
 
-class Settings(BaseSettings):
-    """Typed application settings; every field maps to ``MARKETAPP_<NAME>``."""
+class Config(BaseSettings):
+    """Typed environment configuration; every field maps to ``MARKETAPP_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="MARKETAPP_", extra="ignore")
 
@@ -107,20 +107,28 @@ def parse_gateways(value: str) -> dict[str, str]:
     return urls
 
 
-def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Build settings from the environment, apply ``overrides``, fill generated secrets."""
-    settings = Settings(**(overrides or {}))
-    settings.instance_path.mkdir(parents=True, exist_ok=True)
-    if not settings.secret_key.get_secret_value():
-        settings.secret_key = SecretStr(
-            _persisted(settings.instance_path / "secret_key", lambda: secrets.token_hex(32))
+def load_config(overrides: dict[str, Any] | None = None) -> Config:
+    """Build the configuration from the environment, apply ``overrides``, fill generated secrets."""
+    config = Config(**(overrides or {}))
+    config.instance_path.mkdir(parents=True, exist_ok=True)
+    if not config.secret_key.get_secret_value():
+        config.secret_key = SecretStr(
+            _persisted(config.instance_path / "secret_key", lambda: secrets.token_hex(32))
         )
-    if not settings.fernet_keys:
+    if not config.fernet_keys:
         key = _persisted(
-            settings.instance_path / "encryption_key", lambda: Fernet.generate_key().decode()
+            config.instance_path / "encryption_key", lambda: Fernet.generate_key().decode()
         )
-        settings.encryption_keys = SecretStr(key)
-    return settings
+        config.encryption_keys = SecretStr(key)
+    return config
+
+
+def get_config() -> Config:
+    """The running app's configuration (needs an app context)."""
+    from flask import current_app
+
+    config: Config = current_app.extensions["marketapp.settings"]
+    return config
 
 
 def _persisted(path: Path, make: Any) -> str:

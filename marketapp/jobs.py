@@ -20,7 +20,7 @@ from huey.api import TaskWrapper
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from marketapp.config import Settings
+from marketapp.config import Config
 from marketapp.db import db_session
 
 
@@ -65,17 +65,17 @@ def job_name(func: Callable[..., Any]) -> str:
 class Jobs:
     """The app's Huey instance with every registered job bound to it."""
 
-    def __init__(self, app: Flask, settings: Settings) -> None:
-        immediate = settings.jobs_immediate
+    def __init__(self, app: Flask, config: Config) -> None:
+        immediate = config.jobs_immediate
         self.huey: Huey
-        if settings.redis_url and not immediate:
-            self.huey = RedisHuey("marketapp", url=settings.redis_url)
+        if config.redis_url and not immediate:
+            self.huey = RedisHuey("marketapp", url=config.redis_url)
         else:
             self.huey = SqliteHuey(
-                "marketapp", filename=str(settings.instance_path / "jobs.db"), immediate=immediate
+                "marketapp", filename=str(config.instance_path / "jobs.db"), immediate=immediate
             )
         self.tasks: dict[str, TaskWrapper] = {}
-        self.retry_delay = settings.jobs_retry_delay
+        self.retry_delay = config.jobs_retry_delay
         for name, spec in _registry.items():
             self._bind(app, name, spec)
 
@@ -107,9 +107,9 @@ class Jobs:
         return int(self.huey.pending_count())
 
 
-def init_app(app: Flask, settings: Settings) -> Jobs:
+def init_app(app: Flask, config: Config) -> Jobs:
     _import_job_modules()
-    jobs = Jobs(app, settings)
+    jobs = Jobs(app, config)
     app.extensions["marketapp.jobs"] = jobs
     return jobs
 

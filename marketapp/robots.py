@@ -42,12 +42,12 @@ from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
 from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
 from marketapp.bitrix.payloads import document_entity_id
+from marketapp.channel_settings import channel_settings
+from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
 from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState, Send, SendState
-from marketapp.portal_settings import portal_settings
 from marketapp.robot_origin import confirmed
-from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
 GROUP_SIZE = 50
@@ -78,7 +78,7 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
             use_subscription=payload.use_subscription,
         )
     )
-    enqueue(process_robot_calls, portal.id, delay=get_settings().robot_group_delay)
+    enqueue(process_robot_calls, portal.id, delay=get_config().robot_group_delay)
     try:
         session.commit()
     except IntegrityError:  # a repeated delivery: the call is already stored
@@ -149,15 +149,15 @@ def sweep_robot_calls() -> None:
 
 
 def _context(session: Session, portal: Portal) -> ActionContext:
-    settings = get_settings()
+    config = get_config()
     return ActionContext(
         session=session,
         portal=portal,
         client=client_for(portal),
-        config=portal_settings(session, portal),
-        app_code=settings.app_code,
+        channels=channel_settings(session, portal),
+        app_code=config.app_code,
         http=shared_session(),
-        timeout=settings.http_timeout,
+        timeout=config.http_timeout,
     )
 
 
@@ -264,7 +264,7 @@ def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcom
     for (code, _props), group in groups.items():
         action = ACTIONS[code]
         try:
-            settings = action.Settings.model_validate(group[0].properties)
+            params = action.Params.model_validate(group[0].properties)
         except ValidationError as exc:
             outcomes.update(dict.fromkeys(map(_key, group), _invalid(exc)))
             continue
@@ -274,7 +274,7 @@ def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcom
             outcomes.update(dict.fromkeys(map(_key, group), failed("invalid_settings", problem)))
             continue
         try:
-            outcomes.update(action.run(ctx, settings, [targets[_key(c)] for c in group]))
+            outcomes.update(action.run(ctx, params, [targets[_key(c)] for c in group]))
         except (RetryLater, BitrixError):
             raise
         except Exception:

@@ -35,12 +35,12 @@ class Limits:
     max_body_bytes: int = 1_048_576
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Limits:
+    def from_config(cls, config: Any) -> Limits:
         return cls(
-            threads=settings.web_threads,
-            channel_timeout=settings.web_channel_timeout,
-            connection_limit=settings.web_connection_limit,
-            max_body_bytes=settings.web_max_body_bytes,
+            threads=config.web_threads,
+            channel_timeout=config.web_channel_timeout,
+            connection_limit=config.web_connection_limit,
+            max_body_bytes=config.web_max_body_bytes,
         )
 
 

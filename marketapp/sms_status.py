@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from marketapp.bitrix.http import shared_session
+from marketapp.channel_settings import channel_settings
 from marketapp.channels.sms import SmsError, provider_for
+from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import periodic
 from marketapp.models import Portal, PortalStatus, SmsMessage
-from marketapp.portal_settings import portal_settings
-from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
 PENDING = ("queued", "sent")
@@ -39,15 +39,15 @@ def poll_sms_status() -> None:
         .order_by(SmsMessage.id)
         .limit(BATCH)
     ).all()
-    timeout = get_settings().http_timeout
+    timeout = get_config().http_timeout
     for message in pending:
         portal = session.get(Portal, message.portal_id)
         assert portal is not None
-        config = portal_settings(session, portal)
-        if config.sms_provider != message.provider:
+        channels = channel_settings(session, portal)
+        if channels.sms_provider != message.provider:
             continue  # the gateway was changed since; its credentials are gone
         try:
-            status = provider_for(config, shared_session(), timeout).status(
+            status = provider_for(channels, shared_session(), timeout).status(
                 message.provider_message_id
             )
         except SmsError as exc:

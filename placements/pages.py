@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from marketapp.bitrix.errors import BitrixError
 from marketapp.bitrix.payloads import PlacementRequest, parse_placement, request_fields
+from marketapp.channel_settings import channel_settings, public_view, update_channel_settings
 from marketapp.channels.phones import sms_size
+from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.errors import AppError
 from marketapp.i18n import normalize
@@ -25,7 +27,6 @@ from marketapp.lifecycle.entry import open_page
 from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page, sync_portal
 from marketapp.lifecycle.manifest import ROBOTS, build_manifest
 from marketapp.models import Portal, PortalStatus, SmsMessage
-from marketapp.portal_settings import portal_settings, public_view, update_settings
 from marketapp.security import (
     PortalSession,
     allow_framing_by,
@@ -33,7 +34,6 @@ from marketapp.security import (
     reject,
     session_from_request,
 )
-from marketapp.settings import get_settings
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 ROBOTS_BY_CODE = {robot.code: robot for robot in ROBOTS}
@@ -52,8 +52,8 @@ def main_page() -> ResponseReturnValue:
     if request.path == "/install" or portal is None or not portal.installed:
         return _install(page)
     portal, session = open_page(db_session(), page)
-    config = public_view(portal_settings(db_session(), portal)) if session.is_admin else {}
-    return _page("pages/main.html", portal, session, manifest=_registered(), config=config)
+    channels = public_view(channel_settings(db_session(), portal)) if session.is_admin else {}
+    return _page("pages/main.html", portal, session, manifest=_registered(), config=channels)
 
 
 @bp.post("/placements/launch")
@@ -98,7 +98,7 @@ def robot_settings() -> ResponseReturnValue:
 def sms_preview() -> ResponseReturnValue:
     """Length, encoding and segments of an SMS text (the settings page previews as you type)."""
     current_session()
-    data = request.get_json(silent=True)
+    data = _json_body()
     text = str(data.get("text", "") if isinstance(data, dict) else "")[:5000]
     size = sms_size(text)
     return jsonify(
@@ -109,14 +109,14 @@ def sms_preview() -> ResponseReturnValue:
 @bp.get("/api/settings")
 def settings_get() -> ResponseReturnValue:
     portal = _portal_of(current_session(admin=True))
-    return jsonify(public_view(portal_settings(db_session(), portal)))
+    return jsonify(public_view(channel_settings(db_session(), portal)))
 
 
 @bp.post("/api/settings")
 def settings_post() -> ResponseReturnValue:
     """Admin action: channels, SMS gateway, consent fields (validated; secrets kept if blank)."""
     portal = _portal_of(current_session(admin=True))
-    row = update_settings(db_session(), portal, request.get_json(silent=True))
+    row = update_channel_settings(db_session(), portal, _json_body())
     return jsonify(public_view(row))
 
 
@@ -180,6 +180,15 @@ def whoami() -> ResponseReturnValue:
     )
 
 
+def _json_body() -> Any:
+    """The request's JSON, or None when it is not JSON (nested past the parser's recursion
+    limit included: that is bad input, not a server error)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def current_session(admin: bool = False) -> PortalSession:
     """The verified page session; refuses other portals' ids and non-admins where required."""
     session = session_from_request()
@@ -232,7 +241,7 @@ def _install(page: PlacementRequest) -> ResponseReturnValue:
             "pages/install.html",
             manifest=_registered(),
             applied=report.applied,
-            bx24_js_url=get_settings().bx24_js_url,
+            bx24_js_url=get_config().bx24_js_url,
         )
     )
     return allow_framing_by(response, page.domain)
@@ -245,7 +254,7 @@ def _install_failed(page: PlacementRequest, message: str, status: int) -> Respon
         render_template(
             "pages/install_failed.html",
             message=message,
-            bx24_js_url=get_settings().bx24_js_url,
+            bx24_js_url=get_config().bx24_js_url,
         ),
         status,
     )
@@ -258,7 +267,7 @@ def _page(template: str, portal: Portal, session: PortalSession, **context: Any)
             template,
             session=session,
             session_token=issue_session(session),
-            bx24_js_url=get_settings().bx24_js_url,
+            bx24_js_url=get_config().bx24_js_url,
             **context,
         )
     )
@@ -266,7 +275,7 @@ def _page(template: str, portal: Portal, session: PortalSession, **context: Any)
 
 
 def _registered() -> dict[str, list[str]]:
-    manifest = build_manifest(get_settings().public_url)
+    manifest = build_manifest(get_config().public_url)
     return {
         "robots": sorted(manifest.robots),
         "placements": sorted(manifest.placements),

@@ -2,20 +2,20 @@ from pathlib import Path
 
 import pytest
 
-from marketapp.config import load_settings
+from marketapp.config import load_config
 
 
 def test_defaults_need_no_server(tmp_path: Path) -> None:
-    settings = load_settings({"instance_path": tmp_path})
-    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'marketapp.db'}"
-    assert settings.redis_url == ""
-    assert len(settings.secret_key.get_secret_value()) == 64
-    assert len(settings.fernet_keys) == 1
+    config = load_config({"instance_path": tmp_path})
+    assert config.sqlalchemy_url == f"sqlite:///{tmp_path / 'marketapp.db'}"
+    assert config.redis_url == ""
+    assert len(config.secret_key.get_secret_value()) == 64
+    assert len(config.fernet_keys) == 1
 
 
 def test_generated_secrets_persist_in_instance_folder(tmp_path: Path) -> None:
-    first = load_settings({"instance_path": tmp_path})
-    second = load_settings({"instance_path": tmp_path})
+    first = load_config({"instance_path": tmp_path})
+    second = load_config({"instance_path": tmp_path})
     assert first.secret_key == second.secret_key
     assert first.fernet_keys == second.fernet_keys
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
@@ -27,15 +27,15 @@ def test_environment_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MARKETAPP_REDIS_URL", "redis://127.0.0.1:6379/3")
     monkeypatch.setenv("MARKETAPP_PUBLIC_URL", "https://app.example.com")
     monkeypatch.setenv("MARKETAPP_CLIENT_SECRET", "s3cr3t")
-    settings = load_settings()
-    assert settings.instance_path == tmp_path
-    assert settings.sqlalchemy_url == "postgresql+psycopg://u@h/db"
-    assert settings.redis_url == "redis://127.0.0.1:6379/3"
-    assert settings.public_url == "https://app.example.com"
-    assert "s3cr3t" not in repr(settings)
+    config = load_config()
+    assert config.instance_path == tmp_path
+    assert config.sqlalchemy_url == "postgresql+psycopg://u@h/db"
+    assert config.redis_url == "redis://127.0.0.1:6379/3"
+    assert config.public_url == "https://app.example.com"
+    assert "s3cr3t" not in repr(config)
 
 
 def test_bad_setting_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETAPP_JOBS_WORKERS", "many")
     with pytest.raises(ValueError, match="jobs_workers"):
-        load_settings({"instance_path": tmp_path})
+        load_config({"instance_path": tmp_path})

@@ -20,7 +20,7 @@ from marketapp.channels.sms import (
     TwilioProvider,
     provider_for,
 )
-from marketapp.models import PortalSettings
+from marketapp.models import ChannelSettings
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "tw-auth-token-5e3a9c0d7b"
@@ -551,8 +551,8 @@ def test_smsru_status_errors(rsps: responses.RequestsMock) -> None:
 # --- Outbox and provider_for ---------------------------------------------------------------
 
 
-def settings_with(provider: str | None, creds: Any = None) -> PortalSettings:
-    settings = PortalSettings(sms_provider=provider)
+def settings_with(provider: str | None, creds: Any = None) -> ChannelSettings:
+    settings = ChannelSettings(sms_provider=provider)
     if creds is not None:
         settings.sms_credentials = creds if isinstance(creds, str) else json.dumps(creds)
     return settings
@@ -673,10 +673,10 @@ def test_gateway_endpoint_is_never_taken_from_the_credentials(
 def test_operator_gateways_are_https_urls_of_known_providers(value: str) -> None:
     from pydantic import ValidationError
 
-    from marketapp.config import Settings
+    from marketapp.config import Config
 
     with pytest.raises(ValidationError, match="sms_gateways"):
-        Settings(sms_gateways=value)
+        Config(sms_gateways=value)
 
 
 def test_account_sid_cannot_leave_its_path_segment(rsps: responses.RequestsMock) -> None:

@@ -6,8 +6,8 @@ import responses
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from marketapp.channel_settings import channel_settings
 from marketapp.models import SmsMessage
-from marketapp.portal_settings import portal_settings
 from marketapp.sms_status import poll_sms_status
 from tests.test_db import add_portal
 
@@ -33,9 +33,9 @@ def add_sms(db: Session, portal_id: int, key: str, status: str, provider: str = 
 @responses.activate
 def test_poll_updates_pending_twilio_messages(db: Session) -> None:
     portal = add_portal(db)
-    config = portal_settings(db, portal)
-    config.sms_provider = "twilio"
-    config.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
+    channels = channel_settings(db, portal)
+    channels.sms_provider = "twilio"
+    channels.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
     add_sms(db, portal.id, "a", "queued")
     add_sms(db, portal.id, "b", "sent")
     add_sms(db, portal.id, "c", "delivered")  # final: not asked again
@@ -53,9 +53,9 @@ def test_poll_updates_pending_twilio_messages(db: Session) -> None:
 @responses.activate
 def test_poll_survives_gateway_errors(db: Session) -> None:
     portal = add_portal(db)
-    config = portal_settings(db, portal)
-    config.sms_provider = "twilio"
-    config.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
+    channels = channel_settings(db, portal)
+    channels.sms_provider = "twilio"
+    channels.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
     add_sms(db, portal.id, "a", "queued")
     db.commit()
     responses.get(f"{TWILIO}/SMa.json", status=503, json={"code": 20503, "message": "down"})

@@ -19,7 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from marketapp.channels.smtp import SmtpError, send_email
 from marketapp.devportal.tls import make_certificate
-from marketapp.models import PortalSettings
+from marketapp.models import ChannelSettings
 from tests.conftest import free_port
 
 HOST = "127.0.0.1"
@@ -145,8 +145,8 @@ def plain_server() -> Iterator[Server]:
     yield from run_server()
 
 
-def settings_for(port: int, **values: Any) -> PortalSettings:
-    settings = PortalSettings(
+def settings_for(port: int, **values: Any) -> ChannelSettings:
+    settings = ChannelSettings(
         email_channel="smtp",
         smtp_host=HOST,
         smtp_port=port,
@@ -160,11 +160,11 @@ def settings_for(port: int, **values: Any) -> PortalSettings:
     return settings
 
 
-def plain_settings(port: int) -> PortalSettings:
+def plain_settings(port: int) -> ChannelSettings:
     return settings_for(port, smtp_username="", smtp_password=None, smtp_starttls=False)
 
 
-def send(settings: PortalSettings, **kwargs: Any) -> str:
+def send(settings: ChannelSettings, **kwargs: Any) -> str:
     """send_email with a typical message; ``tls`` and any field can be overridden."""
     values: dict[str, Any] = {
         "key": KEY,

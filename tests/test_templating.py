@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from marketapp.actions import sandbox, templating
 from marketapp.actions.base import refused_template
-from marketapp.actions.records import CommentSettings, EditSettings
-from marketapp.actions.sms import SmsSettings
+from marketapp.actions.records import CommentParams, EditParams
+from marketapp.actions.sms import SmsParams
 from marketapp.logging import MAX_TRACEBACK, JsonFormatter
 
 CONTACT = {"contact": {"ID": "2", "NAME": "Ann", "OPPORTUNITY": "12.5"}}
@@ -83,7 +83,7 @@ def test_refused_when_settings_are_validated(source: str) -> None:
     with pytest.raises(templating.TemplateProblem):
         templating.check(source)
     with pytest.raises(ValidationError) as info:
-        CommentSettings.model_validate({"text": source})
+        CommentParams.model_validate({"text": source})
     assert isinstance(info.value.errors()[0]["ctx"]["error"], templating.TemplateProblem)
 
 
@@ -153,11 +153,11 @@ def test_ordinary_templates_still_work(source: str, expected: str) -> None:
 
 
 def test_robot_settings_with_refused_templates_are_invalid() -> None:
-    for model, field in ((SmsSettings, "text"), (CommentSettings, "text")):
+    for model, field in ((SmsParams, "text"), (CommentParams, "text")):
         with pytest.raises(ValidationError):
             model.model_validate({field: AT_VALIDATION["huge power"]})
     with pytest.raises(ValidationError):
-        EditSettings.model_validate({"fields": "COMMENTS = {{ 'a' * 3000000 }}"})
+        EditParams.model_validate({"fields": "COMMENTS = {{ 'a' * 3000000 }}"})
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from marketapp.actions.templating import TemplateProblem, TextTooLong
 from marketapp.bitrix.errors import BitrixError, NotFound
-from marketapp.models import Portal, PortalSettings
+from marketapp.models import ChannelSettings, Portal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,7 +118,7 @@ class ActionContext:
     session: Session
     portal: Portal
     client: BatchClient
-    config: PortalSettings
+    channels: ChannelSettings
     app_code: str
     http: requests.Session
     timeout: float = 30.0
@@ -126,11 +126,9 @@ class ActionContext:
 
 class Action(Protocol):
     code: ClassVar[str]
-    Settings: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[BaseModel]]
 
-    def run(
-        self, ctx: ActionContext, settings: Any, targets: list[Target]
-    ) -> dict[str, Outcome]: ...
+    def run(self, ctx: ActionContext, params: Any, targets: list[Target]) -> dict[str, Outcome]: ...
 
 
 def load_records(client: BatchClient, targets: list[Target]) -> dict[str, Outcome]:

@@ -35,7 +35,7 @@ SUBJECT_MAX = 255
 BODY_MAX = 256 * 1024
 
 
-class EmailSettings(BaseModel):
+class EmailParams(BaseModel):
     subject: templating.Template = Field(min_length=1, max_length=255)
     body: templating.Template = Field(min_length=1, max_length=100_000)
     body_type: Literal["html", "text"] = "html"
@@ -56,36 +56,36 @@ class Letter:
 
 class SendEmail:
     code: ClassVar[str] = "send_email"
-    Settings: ClassVar[type[BaseModel]] = EmailSettings
+    Params: ClassVar[type[BaseModel]] = EmailParams
 
     def run(
-        self, ctx: ActionContext, settings: EmailSettings, targets: list[Target]
+        self, ctx: ActionContext, params: EmailParams, targets: list[Target]
     ) -> dict[str, Outcome]:
-        letters, outcomes = prepare_each(targets, lambda t: _compose(ctx, settings, t))
-        if ctx.config.email_channel == "smtp":
-            outcomes.update(_send_smtp(ctx, settings, letters))
+        letters, outcomes = prepare_each(targets, lambda t: _compose(ctx, params, t))
+        if ctx.channels.email_channel == "smtp":
+            outcomes.update(_send_smtp(ctx, params, letters))
         else:
-            outcomes.update(_send_portal(ctx, settings, letters))
+            outcomes.update(_send_portal(ctx, params, letters))
         return outcomes
 
 
-def _compose(ctx: ActionContext, settings: EmailSettings, target: Target) -> Letter | Outcome:
+def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter | Outcome:
     owner_type, owner_id, owner = communication_owner(target)
-    if opted_out(owner, ctx.config.no_email_field):
+    if opted_out(owner, ctx.channels.no_email_field):
         return skipped("opted_out", _("The client opted out of e-mail."))
-    to = multifield(owner, "EMAIL", settings.address_type)
+    to = multifield(owner, "EMAIL", params.address_type)
     if not to:
         return skipped("no_email", _("The record has no e-mail address."))
     if not _ADDRESS.match(to):
         return skipped("invalid_email", _("The e-mail address %(address)s is invalid.", address=to))
     context = templating.record_context(target.entity_type, target.record or {})
-    subject = templating.one_line(templating.render(settings.subject, context))
+    subject = templating.one_line(templating.render(params.subject, context))
     if len(subject) > SUBJECT_MAX:
         raise templating.TextTooLong(
             _("The subject is longer than %(limit)s characters.", limit=SUBJECT_MAX)
         )
-    body = templating.render(settings.body, context, limit=BODY_MAX)
-    if settings.body_type == "html":
+    body = templating.render(params.body, context, limit=BODY_MAX)
+    if params.body_type == "html":
         body = templating.sanitize_html(body)
     record = target.record or {}
     responsible = int(record.get("ASSIGNED_BY_ID") or ctx.portal.token_user_id or 1)
@@ -93,7 +93,7 @@ def _compose(ctx: ActionContext, settings: EmailSettings, target: Target) -> Let
 
 
 def _send_portal(
-    ctx: ActionContext, settings: EmailSettings, letters: list[Letter]
+    ctx: ActionContext, params: EmailParams, letters: list[Letter]
 ) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
     claims: dict[str, tuple[Letter, Send]] = {}
@@ -114,7 +114,7 @@ def _send_portal(
         return outcomes
     result = ctx.client.batch(
         {
-            key: ("crm.activity.add", {"fields": _activity(ctx, settings, letter)})
+            key: ("crm.activity.add", {"fields": _activity(ctx, params, letter)})
             for key, (letter, _row) in claims.items()
         }
     )
@@ -146,7 +146,7 @@ def _reconcile(ctx: ActionContext, keys: list[str]) -> dict[str, Any]:
     return {key: rows[0]["ID"] for key, rows in result.results.items() if rows}
 
 
-def _activity(ctx: ActionContext, settings: EmailSettings, letter: Letter) -> dict[str, Any]:
+def _activity(ctx: ActionContext, params: EmailParams, letter: Letter) -> dict[str, Any]:
     target = letter.target
     fields: dict[str, Any] = {
         "OWNER_TYPE_ID": ENTITY_TYPE_IDS[target.entity_type],
@@ -156,7 +156,7 @@ def _activity(ctx: ActionContext, settings: EmailSettings, letter: Letter) -> di
         "COMPLETED": "Y",
         "SUBJECT": letter.subject,
         "DESCRIPTION": letter.body,
-        "DESCRIPTION_TYPE": 3 if settings.body_type == "html" else 1,
+        "DESCRIPTION_TYPE": 3 if params.body_type == "html" else 1,
         "RESPONSIBLE_ID": letter.responsible_id,
         "COMMUNICATIONS": [
             {
@@ -168,13 +168,13 @@ def _activity(ctx: ActionContext, settings: EmailSettings, letter: Letter) -> di
         "ORIGINATOR_ID": ctx.app_code,
         "ORIGIN_ID": target.key,
     }
-    if settings.sender:
-        fields["SETTINGS"] = {"MESSAGE_FROM": settings.sender}
+    if params.sender:
+        fields["SETTINGS"] = {"MESSAGE_FROM": params.sender}
     return fields
 
 
 def _send_smtp(
-    ctx: ActionContext, settings: EmailSettings, letters: list[Letter]
+    ctx: ActionContext, params: EmailParams, letters: list[Letter]
 ) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
     comments: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -187,16 +187,16 @@ def _send_smtp(
         if row.state is not SendState.CLAIMED:
             outcomes[key] = _settled(row, letter)
             continue
-        html = letter.body if settings.body_type == "html" else ""
+        html = letter.body if params.body_type == "html" else ""
         try:
             message_id = send_email(
-                ctx.config,
+                ctx.channels,
                 key=key,
                 to=letter.to,
                 subject=letter.subject,
                 html=html,
                 text=_plain(letter.body) if html else letter.body,
-                sender=settings.sender,
+                sender=params.sender,
                 timeout=ctx.timeout,
             )
         except SmtpError as exc:

@@ -46,7 +46,7 @@ def parse_assignments(text: str) -> dict[str, str]:
     return assignments
 
 
-class EditSettings(BaseModel):
+class EditParams(BaseModel):
     fields: str = Field(min_length=1, max_length=20_000)
 
     @field_validator("fields")
@@ -58,12 +58,12 @@ class EditSettings(BaseModel):
 
 class EditRecord:
     code: ClassVar[str] = "edit_record"
-    Settings: ClassVar[type[BaseModel]] = EditSettings
+    Params: ClassVar[type[BaseModel]] = EditParams
 
     def run(
-        self, ctx: ActionContext, settings: EditSettings, targets: list[Target]
+        self, ctx: ActionContext, params: EditParams, targets: list[Target]
     ) -> dict[str, Outcome]:
-        assignments = parse_assignments(settings.fields)
+        assignments = parse_assignments(params.fields)
         # Every record's values are rendered before the first claim or update.
         rendered, outcomes = prepare_each(targets, lambda t: _render(t, assignments))
         updates: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -145,19 +145,19 @@ def _settled(row: Send, edit: FieldEdit) -> Outcome:
 COMMENT_MAX = 10_000
 
 
-class CommentSettings(BaseModel):
+class CommentParams(BaseModel):
     text: templating.Template = Field(min_length=1, max_length=20_000)
 
 
 class TimelineComment:
     code: ClassVar[str] = "timeline_comment"
-    Settings: ClassVar[type[BaseModel]] = CommentSettings
+    Params: ClassVar[type[BaseModel]] = CommentParams
 
     def run(
-        self, ctx: ActionContext, settings: CommentSettings, targets: list[Target]
+        self, ctx: ActionContext, params: CommentParams, targets: list[Target]
     ) -> dict[str, Outcome]:
         # Every comment is rendered before the first one is added.
-        texts, outcomes = prepare_each(targets, lambda t: _comment_text(settings, t))
+        texts, outcomes = prepare_each(targets, lambda t: _comment_text(params, t))
         adds: dict[str, tuple[str, dict[str, Any]]] = {}
         rows: dict[str, tuple[Send, str]] = {}
         for target, text in texts:
@@ -190,9 +190,9 @@ class TimelineComment:
         return outcomes
 
 
-def _comment_text(settings: CommentSettings, target: Target) -> tuple[Target, str] | Outcome:
+def _comment_text(params: CommentParams, target: Target) -> tuple[Target, str] | Outcome:
     context = templating.record_context(target.entity_type, target.record or {})
-    text = templating.plain_text(templating.render(settings.text, context)).strip()
+    text = templating.plain_text(templating.render(params.text, context)).strip()
     if not text:
         return failed("empty_text", _("The comment is empty."))
     if len(text) > COMMENT_MAX:

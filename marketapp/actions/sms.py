@@ -28,7 +28,7 @@ from marketapp.channels.sms import SmsError, SmsProvider, provider_for
 from marketapp.models import Send, SendState, SmsMessage
 
 
-class SmsSettings(BaseModel):
+class SmsParams(BaseModel):
     text: templating.Template = Field(min_length=1, max_length=2000)
     phone_type: Literal["auto", "MOBILE", "WORK", "HOME", "OTHER"] = "auto"
     sender_name: str = Field(default="", max_length=64)
@@ -43,25 +43,25 @@ class Sms:
 
 class SendSms:
     code: ClassVar[str] = "send_sms"
-    Settings: ClassVar[type[BaseModel]] = SmsSettings
+    Params: ClassVar[type[BaseModel]] = SmsParams
 
     def run(
-        self, ctx: ActionContext, settings: SmsSettings, targets: list[Target]
+        self, ctx: ActionContext, params: SmsParams, targets: list[Target]
     ) -> dict[str, Outcome]:
         try:
-            provider = provider_for(ctx.config, ctx.http, ctx.timeout)
+            provider = provider_for(ctx.channels, ctx.http, ctx.timeout)
         except SmsError as exc:
             problem = failed(
                 "gateway_config", _("The SMS gateway is not configured: %(why)s", why=exc)
             )
             return {t.key: problem for t in targets}
         # Every text is rendered before the first message goes out.
-        messages, outcomes = prepare_each(targets, lambda t: _compose(ctx, settings, t))
+        messages, outcomes = prepare_each(targets, lambda t: _compose(ctx, params, t))
         comments: dict[str, tuple[str, dict[str, Any]]] = {}
         retry = False
         for sms in messages:
             try:
-                outcome, fresh = _deliver(ctx, provider, settings, sms)
+                outcome, fresh = _deliver(ctx, provider, params, sms)
             except RetryLater:
                 retry = True
                 continue
@@ -75,22 +75,22 @@ class SendSms:
         return outcomes
 
 
-def _compose(ctx: ActionContext, settings: SmsSettings, target: Target) -> Sms | Outcome:
+def _compose(ctx: ActionContext, params: SmsParams, target: Target) -> Sms | Outcome:
     _type, _id, owner = communication_owner(target)
-    if opted_out(owner, ctx.config.no_sms_field):
+    if opted_out(owner, ctx.channels.no_sms_field):
         return skipped("opted_out", _("The client opted out of SMS."))
-    raw = multifield(owner, "PHONE", settings.phone_type, prefer="MOBILE")
+    raw = multifield(owner, "PHONE", params.phone_type, prefer="MOBILE")
     if not raw:
         return skipped("no_phone", _("The record has no phone number."))
     try:
-        phone = normalize_phone(raw, ctx.config.default_country)
+        phone = normalize_phone(raw, ctx.channels.default_country)
     except InvalidPhone:
         return skipped("invalid_phone", _("The phone number %(phone)s is invalid.", phone=raw))
     context = templating.record_context(target.entity_type, target.record or {})
-    text = templating.render(settings.text, context).strip()
+    text = templating.render(params.text, context).strip()
     if not text:
         return skipped("empty_text", _("The message is empty for this record."))
-    limit = ctx.config.sms_max_length
+    limit = ctx.channels.sms_max_length
     if len(text) > limit:
         return skipped(
             "too_long",
@@ -104,7 +104,7 @@ def _compose(ctx: ActionContext, settings: SmsSettings, target: Target) -> Sms |
 
 
 def _deliver(
-    ctx: ActionContext, provider: SmsProvider, settings: SmsSettings, sms: Sms
+    ctx: ActionContext, provider: SmsProvider, params: SmsParams, sms: Sms
 ) -> tuple[Outcome, bool]:
     key = sms.target.key
     row, fresh = ledger.claim(ctx.session, ctx.portal.id, key, "sms")
@@ -119,7 +119,7 @@ def _deliver(
         provider=provider.name,
         phone=sms.phone,
         text=sms.text,
-        sender=settings.sender_name,
+        sender=params.sender_name,
         segments=size.segments,
         encoding=size.encoding,
         entity_type=sms.target.entity_type,
@@ -128,7 +128,7 @@ def _deliver(
     ctx.session.add(message)  # written before the attempt: proof we may have sent it
     ctx.session.commit()
     try:
-        receipt = provider.send(key, sms.phone, sms.text, settings.sender_name)
+        receipt = provider.send(key, sms.phone, sms.text, params.sender_name)
     except SmsError as exc:
         if exc.unknown:
             raise RetryLater(str(exc)) from exc  # reconciled (never resent) next time

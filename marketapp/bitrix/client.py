@@ -501,25 +501,25 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def client_for(portal: Portal) -> PortalClient:
-    """A client for ``portal`` wired to the current app: settings, database, shared limiter."""
+    """A client for ``portal`` wired to the current app: configuration, database, shared limiter."""
     from marketapp.bitrix.limiter import limiter_for
+    from marketapp.config import get_config
     from marketapp.db import get_db
-    from marketapp.settings import get_settings
 
-    settings = get_settings()
+    config = get_config()
     http = shared_session()
     refresher = OAuthRefresher(
-        settings.client_id,
-        settings.client_secret.get_secret_value(),
-        settings.oauth_host_list,
+        config.client_id,
+        config.client_secret.get_secret_value(),
+        config.oauth_host_list,
         http,
-        timeout=settings.http_timeout,
-        allow_insecure_loopback=settings.allow_insecure_loopback,
+        timeout=config.http_timeout,
+        allow_insecure_loopback=config.allow_insecure_loopback,
     )
     return PortalClient(
         PortalTokens(get_db().sessions, portal.id, refresher),
         limiter_for(portal),
         http,
-        timeout=settings.http_timeout,
-        allow_insecure_loopback=settings.allow_insecure_loopback,
+        timeout=config.http_timeout,
+        allow_insecure_loopback=config.allow_insecure_loopback,
     )

@@ -325,12 +325,12 @@ def redis_client(url: str) -> redis.Redis:
 
 def backend_for_app() -> Backend:
     """Redis when ``MARKETAPP_REDIS_URL`` is set, else the app database."""
+    from marketapp.config import get_config
     from marketapp.db import get_db
-    from marketapp.settings import get_settings
 
-    settings = get_settings()
-    if settings.redis_url:
-        return RedisBackend(redis_client(settings.redis_url))
+    config = get_config()
+    if config.redis_url:
+        return RedisBackend(redis_client(config.redis_url))
     return DatabaseBackend(get_db().sessions)
 
 

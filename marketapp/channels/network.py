@@ -14,7 +14,7 @@ import socket
 
 from flask import has_app_context
 
-from marketapp.config import Settings
+from marketapp.config import Config
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -24,13 +24,13 @@ class BlockedHost(Exception):
     """The host does not resolve, or resolves to an address the app must not connect to."""
 
 
-def operator_settings() -> Settings:
-    """The running app's settings; outside an app (a script, a unit test) the environment's."""
+def operator_config() -> Config:
+    """The running app's configuration; outside an app (a script, a unit test) the environment's."""
     if has_app_context():
-        from marketapp.settings import get_settings
+        from marketapp.config import get_config
 
-        return get_settings()
-    return Settings()
+        return get_config()
+    return Config()
 
 
 def is_public(ip: IPAddress) -> bool:

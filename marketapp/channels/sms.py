@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 import requests
 
-from marketapp.channels.network import operator_settings
-from marketapp.models import PortalSettings
+from marketapp.channels.network import operator_config
+from marketapp.models import ChannelSettings
 
 ENDPOINTS = {"twilio": "https://api.twilio.com", "smsru": "https://sms.ru"}
 
@@ -192,32 +192,32 @@ class SmsRuProvider:
         return body
 
 
-def provider_for(settings: PortalSettings, http: requests.Session, timeout: float) -> SmsProvider:
+def provider_for(channels: ChannelSettings, http: requests.Session, timeout: float) -> SmsProvider:
     """The portal's provider; a misconfiguration is an ``SmsError`` (never retryable)."""
-    if settings.sms_provider in (None, "", "outbox"):
+    if channels.sms_provider in (None, "", "outbox"):
         return OutboxProvider()
-    if settings.sms_provider not in ("twilio", "smsru"):
+    if channels.sms_provider not in ("twilio", "smsru"):
         # Falling back to the outbox would report "delivered" for messages never sent.
-        raise SmsError(f"unknown SMS provider {settings.sms_provider!r}")
+        raise SmsError(f"unknown SMS provider {channels.sms_provider!r}")
     try:
-        creds = json.loads(settings.sms_credentials or "{}")
+        creds = json.loads(channels.sms_credentials or "{}")
     except ValueError:
         creds = None
     if not isinstance(creds, dict):
-        raise SmsError(f"{settings.sms_provider} credentials are not a JSON object") from None
+        raise SmsError(f"{channels.sms_provider} credentials are not a JSON object") from None
     # A "base_url" stored among the credentials by an older version is ignored on purpose.
-    base = gateway_url(settings.sms_provider)
+    base = gateway_url(channels.sms_provider)
     try:
-        if settings.sms_provider == "twilio":
+        if channels.sms_provider == "twilio":
             return TwilioProvider(creds, http, timeout, base)
         return SmsRuProvider(creds, http, timeout, base)
     except KeyError as exc:
-        raise SmsError(f"{settings.sms_provider} credentials lack {exc.args[0]!r}") from None
+        raise SmsError(f"{channels.sms_provider} credentials lack {exc.args[0]!r}") from None
 
 
 def gateway_url(provider: str) -> str:
     """The provider's endpoint: the operator's choice, else the official one (HTTPS both)."""
-    return operator_settings().sms_gateway_urls.get(provider, ENDPOINTS[provider])
+    return operator_config().sms_gateway_urls.get(provider, ENDPOINTS[provider])
 
 
 def _http(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:

@@ -15,8 +15,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from marketapp.channels.network import BlockedHost, operator_settings, resolve
-from marketapp.models import PortalSettings
+from marketapp.channels.network import BlockedHost, operator_config, resolve
+from marketapp.models import ChannelSettings
 
 log = logging.getLogger(__name__)
 UNREACHABLE = "SMTP: could not connect to the SMTP server"
@@ -37,11 +37,11 @@ class _PinnedSMTP(smtplib.SMTP):
         return socket.create_connection((self._address, port), timeout, self.source_address)
 
 
-def _connect(settings: PortalSettings, timeout: float) -> smtplib.SMTP:
+def _connect(channels: ChannelSettings, timeout: float) -> smtplib.SMTP:
     """A connection to the first approved address of the host; no internal detail escapes."""
-    host, port = settings.smtp_host.strip().strip("[]"), settings.smtp_port
+    host, port = channels.smtp_host.strip().strip("[]"), channels.smtp_port
     try:
-        addresses = resolve(host, port, allow_private=operator_settings().allow_private_smtp)
+        addresses = resolve(host, port, allow_private=operator_config().allow_private_smtp)
     except BlockedHost as exc:
         log.debug("SMTP host refused: %s", exc)
         raise SmtpError(UNREACHABLE) from None
@@ -54,7 +54,7 @@ def _connect(settings: PortalSettings, timeout: float) -> smtplib.SMTP:
 
 
 def send_email(
-    settings: PortalSettings,
+    channels: ChannelSettings,
     *,
     key: str,
     to: str,
@@ -68,7 +68,7 @@ def send_email(
     """Send one message; return its Message-ID (derived from the ledger ``key``)."""
     message = EmailMessage()
     try:
-        message["From"] = sender or settings.smtp_from
+        message["From"] = sender or channels.smtp_from
         message["To"] = to
         message["Subject"] = subject
     except ValueError as exc:  # a line break in a header value (header injection)
@@ -79,13 +79,13 @@ def send_email(
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
-    connection = _connect(settings, timeout)
+    connection = _connect(channels, timeout)
     try:
         with connection as smtp:
-            if settings.smtp_starttls:
+            if channels.smtp_starttls:
                 smtp.starttls(context=tls or ssl.create_default_context())
-            if settings.smtp_username:
-                smtp.login(settings.smtp_username, settings.smtp_password or "")
+            if channels.smtp_username:
+                smtp.login(channels.smtp_username, channels.smtp_password or "")
             smtp.send_message(message)
     except (smtplib.SMTPException, ssl.SSLError) as exc:
         raise SmtpError(f"SMTP: {type(exc).__name__}: {_safe(exc)}") from exc

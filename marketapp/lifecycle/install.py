@@ -28,6 +28,7 @@ from marketapp.bitrix.payloads import (
     PlacementRequest,
     parse_event,
 )
+from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.i18n import normalize
 from marketapp.jobs import enqueue, job
@@ -35,7 +36,6 @@ from marketapp.lifecycle import registration, verify
 from marketapp.lifecycle.manifest import build_manifest
 from marketapp.models import Base, Portal, PortalStatus
 from marketapp.security import reject, security_event, tokens_match
-from marketapp.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _adopt(
 def sync_portal(session: Session, portal: Portal) -> registration.SyncReport:
     from marketapp.bitrix.client import client_for
 
-    manifest = build_manifest(get_settings().public_url)
+    manifest = build_manifest(get_config().public_url)
     return registration.sync(session, portal, client_for(portal), manifest)
 
 
@@ -249,7 +249,7 @@ def _check_uninstall_later(portal: Portal, clean: bool, fingerprint: str, attemp
     if attempt >= UNINSTALL_CHECKS:
         log.warning("uninstall not confirmed, portal kept", extra=extra)
         return
-    retry = get_settings().jobs_retry_delay
+    retry = get_config().jobs_retry_delay
     delay = 60.0 * attempt if retry is None else retry
     enqueue(confirm_uninstall, portal.id, clean, fingerprint, attempt + 1, delay=delay)
     db_session().commit()

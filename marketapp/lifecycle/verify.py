@@ -26,8 +26,8 @@ from flask import current_app
 from marketapp.bitrix.errors import BitrixError, ConfigError, NeedsReauth
 from marketapp.bitrix.http import shared_session, validate_endpoint
 from marketapp.bitrix.oauth import OAuthRefresher
+from marketapp.config import get_config
 from marketapp.models import Portal, PortalStatus
-from marketapp.settings import get_settings
 
 PROFILE_CACHE_SECONDS = 60
 
@@ -66,11 +66,11 @@ class TokenState(enum.Enum):
 def oauth_base(server_endpoint: str) -> str:
     """``https://oauth.bitrix.info/rest/`` → ``https://oauth.bitrix.info/`` if allow-listed."""
     parts = urlsplit(server_endpoint)
-    settings = get_settings()
+    config = get_config()
     host = (parts.netloc or "").lower()
-    if host not in settings.oauth_host_list:
+    if host not in config.oauth_host_list:
         raise VerificationError(f"OAuth server {host!r} is not allow-listed")
-    if parts.scheme != "https" and not (settings.allow_insecure_loopback and _loopback(host)):
+    if parts.scheme != "https" and not (config.allow_insecure_loopback and _loopback(host)):
         raise VerificationError("OAuth server must use https")
     return f"{parts.scheme}://{parts.netloc}/"
 
@@ -97,7 +97,7 @@ def _app_info(server_endpoint: str, access_token: str, member_id: str) -> dict[s
     info = _get_json(f"{oauth_base(server_endpoint)}rest/app.info", {"auth": access_token})
     result: dict[str, Any] = info.get("result", info)
     install = result.get("install") or {}
-    if str(result.get("client_id", "")) != get_settings().client_id:
+    if str(result.get("client_id", "")) != get_config().client_id:
         raise VerificationError("token belongs to another application")
     if install.get("member_id") != member_id:
         raise VerificationError("token belongs to another portal")
@@ -106,14 +106,14 @@ def _app_info(server_endpoint: str, access_token: str, member_id: str) -> dict[s
 
 def refresh_pair(server_endpoint: str, refresh_token: str) -> dict[str, Any]:
     """A new token pair from the allow-listed OAuth server (it answers only for our secret)."""
-    settings = get_settings()
+    config = get_config()
     refresher = OAuthRefresher(
-        settings.client_id,
-        settings.client_secret.get_secret_value(),
-        settings.oauth_host_list,
+        config.client_id,
+        config.client_secret.get_secret_value(),
+        config.oauth_host_list,
         shared_session(),
-        timeout=settings.http_timeout,
-        allow_insecure_loopback=settings.allow_insecure_loopback,
+        timeout=config.http_timeout,
+        allow_insecure_loopback=config.allow_insecure_loopback,
     )
     try:
         return refresher.refresh(server_endpoint, refresh_token)
@@ -127,7 +127,7 @@ def _confirmed_endpoint(install: dict[str, Any], domain: str) -> str:
     if urlsplit(endpoint).netloc.lower() != domain.lower():
         raise VerificationError("the portal endpoint is not on the portal's domain")
     try:
-        return validate_endpoint(endpoint, get_settings().allow_insecure_loopback)
+        return validate_endpoint(endpoint, get_config().allow_insecure_loopback)
     except ConfigError as exc:
         raise VerificationError(str(exc)) from exc
 
@@ -203,7 +203,7 @@ def portal_user(client_endpoint: str, auth_id: str) -> PortalUser:
 
 
 def _get_json(url: str, params: dict[str, str]) -> dict[str, Any]:
-    timeout = get_settings().http_timeout
+    timeout = get_config().http_timeout
     try:
         resp = shared_session().post(url, data=params, timeout=timeout)
     except requests.RequestException as exc:

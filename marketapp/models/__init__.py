@@ -1,7 +1,7 @@
 """Typed models. Import every model here so Alembic and ``create_all`` see them."""
 
 from marketapp.db import Base
-from marketapp.models.channels import FieldEdit, PortalSettings, Send, SendState, SmsMessage
+from marketapp.models.channels import ChannelSettings, FieldEdit, Send, SendState, SmsMessage
 from marketapp.models.portal import Portal, PortalStatus
 from marketapp.models.ratelimit import MethodBudget, RateBucket
 from marketapp.models.registration import Registration
@@ -12,7 +12,7 @@ __all__ = [
     "FieldEdit",
     "MethodBudget",
     "Portal",
-    "PortalSettings",
+    "ChannelSettings",
     "PortalStatus",
     "RateBucket",
     "Registration",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from marketapp.db import Base, Encrypted, TenantMixin, TimestampMixin, enum_column
 
 
-class PortalSettings(TenantMixin, TimestampMixin, Base):
+class ChannelSettings(TenantMixin, TimestampMixin, Base):
     """What an admin configured for the portal's channels and consent."""
 
     __tablename__ = "portal_settings"

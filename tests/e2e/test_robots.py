@@ -8,9 +8,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from marketapp.channel_settings import channel_settings
 from marketapp.db import db_session
 from marketapp.models import FieldEdit, Portal, RobotCall, Send, SmsMessage
-from marketapp.portal_settings import portal_settings
 from tests.e2e.harness import Installed
 
 pytestmark = pytest.mark.e2e
@@ -115,8 +115,8 @@ def test_record_without_address_is_a_terminal_skip(seeded: Installed) -> None:
 def test_opted_out_contact_is_skipped(seeded: Installed) -> None:
     with seeded.app.app.app_context():
         session = db_session()
-        config = portal_settings(session, session.scalars(select(Portal)).one())
-        config.no_sms_field = "UF_CRM_NO_SMS"
+        channels = channel_settings(session, session.scalars(select(Portal)).one())
+        channels.no_sms_field = "UF_CRM_NO_SMS"
         session.commit()
     contacts = seeded.emu("GET", f"/portals/{seeded.member_id}/crm/contact")
     opted = next(c for c in contacts if c["UF_CRM_NO_SMS"] == "Y" and c.get("PHONE"))
@@ -262,13 +262,13 @@ def test_send_email_through_portal_smtp(seeded: Installed) -> None:
     try:
         with seeded.app.app.app_context():
             session = db_session()
-            config = portal_settings(session, session.scalars(select(Portal)).one())
-            config.email_channel, config.smtp_host = "smtp", "127.0.0.1"
-            config.smtp_port, config.smtp_starttls = (
+            channels = channel_settings(session, session.scalars(select(Portal)).one())
+            channels.email_channel, channels.smtp_host = "smtp", "127.0.0.1"
+            channels.smtp_port, channels.smtp_starttls = (
                 controller.server.sockets[0].getsockname()[1],
                 False,
             )
-            config.smtp_from = "Sales <sales@example.com>"
+            channels.smtp_from = "Sales <sales@example.com>"
             session.commit()
         contact = contact_with(seeded)
         wid = run(seeded, "send_email", f"CONTACT_{contact['ID']}", **EMAIL)

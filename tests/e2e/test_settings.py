@@ -9,9 +9,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from marketapp.channel_settings import channel_settings
 from marketapp.db import db_session
-from marketapp.models import Portal, PortalSettings
-from marketapp.portal_settings import portal_settings
+from marketapp.models import ChannelSettings, Portal
 from tests.conftest import free_port
 from tests.e2e.harness import Installed
 from tests.e2e.test_lifecycle import _token_from
@@ -63,7 +63,7 @@ def test_settings_round_trip_keeps_secrets_hidden(installed: Installed) -> None:
     )
     assert again.status_code == 200
     with installed.app.app.app_context():
-        row = db_session().scalars(select(PortalSettings)).one()
+        row = db_session().scalars(select(ChannelSettings)).one()
         assert json.loads(row.sms_credentials or "{}")["auth_token"] == "tw-secret-9"
     page = installed.post_form(installed.open("DEFAULT"))
     assert "tw-secret-9" not in page.text and 'name="cred.account_sid" value="AC123"' in page.text
@@ -88,7 +88,7 @@ def test_bad_settings_are_a_clear_400_and_change_nothing(
     assert resp.status_code == 400
     assert message in resp.json()["error_description"]
     with installed.app.app.app_context():
-        row = db_session().scalars(select(PortalSettings)).one_or_none()
+        row = db_session().scalars(select(ChannelSettings)).one_or_none()
         assert row is None or row.sms_provider == "outbox"
 
 
@@ -157,7 +157,7 @@ def test_sms_gateway_url_is_not_a_portal_setting(installed: Installed, internal:
     # A row stored before this rule (base_url among the credentials) still never reaches it.
     with installed.app.app.app_context():
         session = db_session()
-        row = portal_settings(session, session.scalars(select(Portal)).one())
+        row = channel_settings(session, session.scalars(select(Portal)).one())
         row.sms_provider, row.sms_credentials = "twilio", json.dumps(creds)
         session.commit()
     installed.portal("/seed", "POST", n=10)
@@ -192,7 +192,7 @@ def test_smtp_connect_refuses_private_address_without_details(installed: Install
     connect time, and the robot log names no internal address, port or errno."""
     with installed.app.app.app_context():
         session = db_session()
-        row = portal_settings(session, session.scalars(select(Portal)).one())
+        row = channel_settings(session, session.scalars(select(Portal)).one())
         row.email_channel, row.smtp_host, row.smtp_port = "smtp", "127.0.0.1", free_port()
         row.smtp_from, row.smtp_starttls = "shop@example.com", False
         session.commit()

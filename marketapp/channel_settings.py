@@ -11,11 +11,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from marketapp.channels.network import BlockedHost, operator_settings, resolve
+from marketapp.channels.network import BlockedHost, operator_config, resolve
 from marketapp.errors import AppError
-from marketapp.models import Portal, PortalSettings
+from marketapp.models import ChannelSettings, Portal
 
 _FIELD = re.compile(r"^(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z0-9_]*)?$")
+# NUL and other control characters: PostgreSQL refuses NUL, and a line break in an address
+# or login is a header or SMTP command injection. No setting needs one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Credentials each SMS provider needs (secret ones are never shown back).
 PROVIDER_FIELDS = {
     "outbox": (),
@@ -25,13 +28,13 @@ PROVIDER_FIELDS = {
 SECRET_FIELDS = {"auth_token", "api_id"}
 
 
-def portal_settings(session: Session, portal: Portal) -> PortalSettings:
-    """The portal's settings; a missing row is created (defaults apply on insert)."""
-    query = select(PortalSettings).where(PortalSettings.portal_id == portal.id)
+def channel_settings(session: Session, portal: Portal) -> ChannelSettings:
+    """The portal's channel settings; a missing row is created (defaults apply on insert)."""
+    query = select(ChannelSettings).where(ChannelSettings.portal_id == portal.id)
     found = session.scalar(query)
     if found is not None:
         return found
-    session.add(PortalSettings(portal_id=portal.id))
+    session.add(ChannelSettings(portal_id=portal.id))
     try:
         session.commit()
     except IntegrityError:  # created by another worker meanwhile
@@ -60,6 +63,15 @@ class SettingsForm(BaseModel):
     no_email_field: str = Field(default="", max_length=64)
     no_sms_field: str = Field(default="", max_length=64)
 
+    @field_validator(
+        "smtp_host", "smtp_username", "smtp_password", "smtp_from", "no_email_field", "no_sms_field"
+    )
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
     @field_validator("no_email_field", "no_sms_field")
     @classmethod
     def _crm_field(cls, value: str) -> str:
@@ -75,10 +87,12 @@ class SettingsForm(BaseModel):
         unknown = set(value) - known
         if unknown:
             raise ValueError(f"unknown credential fields: {', '.join(sorted(unknown))}")
+        if any(_CONTROL.search(v) for v in value.values()):
+            raise ValueError("must not contain control characters")
         return {k: v.strip() for k, v in value.items()}
 
 
-def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettings:
+def update_channel_settings(session: Session, portal: Portal, data: Any) -> ChannelSettings:
     """Apply a partial update: the named fields change, absent ones keep their stored value.
 
     ``data`` must be a JSON object; the merged result is validated as a whole and a problem is
@@ -89,7 +103,7 @@ def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettin
             "Invalid settings: the body must be a JSON object (Content-Type: application/json)",
             code="invalid_settings",
         )
-    row = portal_settings(session, portal)
+    row = channel_settings(session, portal)
     try:
         form = SettingsForm.model_validate({**_stored_fields(row), **data})
     except ValidationError as exc:
@@ -118,7 +132,7 @@ def update_settings(session: Session, portal: Portal, data: Any) -> PortalSettin
     return row
 
 
-def _stored_fields(row: PortalSettings) -> dict[str, Any]:
+def _stored_fields(row: ChannelSettings) -> dict[str, Any]:
     """The row as form values (secrets and credentials are merged separately)."""
     names = set(SettingsForm.model_fields) - {"sms_credentials", "smtp_password"}
     return {name: getattr(row, name) for name in names if getattr(row, name) is not None}
@@ -131,7 +145,7 @@ def _check_smtp(form: SettingsForm, *, changed: bool) -> None:
         )
     if not changed:
         return  # unchanged destination: checked when it was set, and again at every connect
-    allow_private = operator_settings().allow_private_smtp
+    allow_private = operator_config().allow_private_smtp
     try:
         resolve(form.smtp_host, form.smtp_port, allow_private=allow_private)
     except BlockedHost as exc:
@@ -143,7 +157,7 @@ def _missing_credentials(form: SettingsForm, credentials: dict[str, str]) -> lis
     return [k for k in required.get(form.sms_provider, ()) if not credentials.get(k)]
 
 
-def public_view(row: PortalSettings) -> dict[str, Any]:
+def public_view(row: ChannelSettings) -> dict[str, Any]:
     """Settings for the page: secrets replaced by whether they are set."""
     credentials = json.loads(row.sms_credentials or "{}")
     return {
