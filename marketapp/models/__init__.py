@@ -6,6 +6,7 @@ from marketapp.models.portal import Portal, PortalStatus
 from marketapp.models.ratelimit import MethodBudget, RateBucket
 from marketapp.models.registration import Registration
 from marketapp.models.robot_call import RobotCall, RobotCallState
+from marketapp.models.scenario import PortalConstant, Scenario, ScenarioVersion
 
 __all__ = [
     "Base",
@@ -13,11 +14,14 @@ __all__ = [
     "MethodBudget",
     "Portal",
     "ChannelSettings",
+    "PortalConstant",
     "PortalStatus",
     "RateBucket",
     "Registration",
     "RobotCall",
     "RobotCallState",
+    "Scenario",
+    "ScenarioVersion",
     "Send",
     "SendState",
     "SmsMessage",
