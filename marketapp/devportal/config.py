@@ -33,6 +33,9 @@ class DevportalConfig:
     # Robot-run workflows finish when their step closes (a repeated event.send → 404).
     workflow_finishes_on_close: bool = True
     seed_records: int = 0
+    # CRM read rights given to every portal as it is (re)built: {"2": "own"} limits user 2 to
+    # the records whose ASSIGNED_BY_ID is 2 ("none": no CRM read right at all).
+    restrict_user_records: dict[str, str] = field(default_factory=dict)
     request_log_size: int = 5000
 
     def update(self, changes: dict[str, Any]) -> None:

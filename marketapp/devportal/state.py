@@ -28,6 +28,8 @@ class User:
     email: str
     admin: bool
     lang: str = "en"
+    active: bool = True
+    position: str = ""
 
 
 @dataclass
@@ -178,6 +180,9 @@ class Portal:
     signer_key: str = ""
     # Automation template id per document type (``CONTACT`` → 1, ...), for workflow listings.
     templates: dict[str, int] = field(default_factory=dict)
+    # CRM read rights per user id: "own" (records they are responsible for) or "none";
+    # absent means all records. Admins are never limited (as on Bitrix24).
+    record_access: dict[int, str] = field(default_factory=dict)
 
 
 DEFAULT_USERS = (
@@ -280,6 +285,9 @@ class Emulator:
                 bucket=LeakyBucket(capacity, rate),
                 rng=random.Random(self.config.seed * 1000 + index),
             )
+            portal.record_access = {
+                int(uid): str(level) for uid, level in self.config.restrict_user_records.items()
+            }
             # Derived, not drawn from the generators: seeded ids and data stay as they were.
             portal.signer_key = hashlib.sha256(
                 f"{self.config.seed}|{portal.member_id}|bizproc".encode()

@@ -6,9 +6,10 @@ import re
 import zlib
 from typing import Any
 
+from marketapp.devportal import crm
 from marketapp.devportal.errors import RestError, app_context_required
-from marketapp.devportal.registry import Ctx, method, param
-from marketapp.devportal.state import EventHandler, PlacementHandler
+from marketapp.devportal.registry import Ctx, ListPage, method, param
+from marketapp.devportal.state import EventHandler, PlacementHandler, User
 
 KNOWN_EVENTS = {
     "ONAPPINSTALL",
@@ -87,6 +88,70 @@ def _user(ctx: Ctx) -> dict[str, Any]:
 @method("user.current", ("user", "user_brief", "user_basic"))
 def user_current(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     return _user(ctx)
+
+
+# user.get: fields hidden from the ``user_brief`` scope (no contact details; docs, user/index.md).
+_CONTACT_FIELDS = {"EMAIL", "PERSONAL_MOBILE", "WORK_PHONE", "PERSONAL_PHONE"}
+_USER_PARAMS = {"sort", "order", "filter", "admin_mode", "select", "image_resize", "start"}
+
+
+def _user_row(user: User) -> dict[str, Any]:
+    return {
+        "ID": str(user.id),
+        "ACTIVE": user.active,
+        "NAME": user.name,
+        "LAST_NAME": user.last_name,
+        "SECOND_NAME": "",
+        "EMAIL": user.email,
+        "IS_ONLINE": "N",
+        "TIME_ZONE": "",
+        "PERSONAL_GENDER": "",
+        "PERSONAL_BIRTHDAY": "",
+        "PERSONAL_MOBILE": "",
+        "WORK_PHONE": "",
+        "WORK_POSITION": user.position,
+        "UF_DEPARTMENT": [1],
+        "USER_TYPE": "employee",
+    }
+
+
+def _user_filter(params: dict[str, Any]) -> dict[str, Any]:
+    """``FILTER`` plus the old style: user fields passed as top-level parameters."""
+    flt = param(params, "FILTER", default=None)
+    flt = dict(flt) if isinstance(flt, dict) else {}
+    for key, value in params.items():
+        if str(key).lower() not in _USER_PARAMS:
+            flt.setdefault(str(key), value)
+    for key, value in list(flt.items()):
+        if crm.split_key(str(key))[1].upper() == "ACTIVE":
+            # ACTIVE=true keeps the active ones; Y/N/1/0 work too.
+            flt[key] = str(value).lower() in ("true", "y", "1")
+    return flt
+
+
+@method("user.get", ("user", "user_brief", "user_basic"))
+def user_get(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    """Every user (terminated ones too unless ``ACTIVE``), sorted by ``sort``/``order``, 50 a page.
+
+    Administrators and users see the same list (``ADMIN_MODE`` changes nothing here: every
+    emulated user is an employee); ``user_brief`` alone hides contact details.
+    """
+    flt = _user_filter(params)
+    rows = [_user_row(u) for u in ctx.portal.users.values()]
+    rows = [r for r in rows if crm.matches(lambda n, r=r: r.get(n.upper()), flt)]
+    sort = str(param(params, "sort", default="ID") or "ID").upper()
+    direction = str(param(params, "order", default="ASC") or "ASC").upper()
+    rows = crm.sort_records(rows, {sort: direction}, lambda r, n: r.get(n))
+    brief_only = not {"user", "user_basic"} & set(ctx.scopes)
+    for row in rows if brief_only else []:
+        for name in _CONTACT_FIELDS:
+            row.pop(name, None)
+    try:
+        start = max(int(param(params, "start", default=0) or 0), 0)
+    except (TypeError, ValueError):
+        start = 0
+    end = start + 50
+    return ListPage(rows[start:end], total=len(rows), next=end if end < len(rows) else None)
 
 
 @method("profile")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from marketapp.devportal import crm, lifecycle, phpform, robots
+from marketapp.devportal import crm, crmmeta, lifecycle, phpform, robots
 from marketapp.devportal.errors import RestError, legacy
 from marketapp.devportal.registry import Ctx, ListPage, method, param
 
@@ -50,7 +50,84 @@ def _record(ctx: Ctx, entity: str, rid: int, missing: str = "Not found") -> dict
     record = ctx.portal.crm.records[entity].get(rid)
     if record is None:
         raise legacy(missing)
+    if not _visible(ctx, record):
+        raise legacy("Access denied.")
     return record
+
+
+# -- CRM rights (Portal.record_access) ------------------------------------------------------------
+def _read_level(ctx: Ctx) -> str:
+    """``all``, ``own`` (ASSIGNED_BY_ID is the caller) or ``none``; admins always see all."""
+    if ctx.user.admin:
+        return "all"
+    return ctx.portal.record_access.get(ctx.user.id, "all")
+
+
+def _visible(ctx: Ctx, record: dict[str, Any]) -> bool:
+    level = _read_level(ctx)
+    if level == "own":
+        return str(record.get("ASSIGNED_BY_ID")) == str(ctx.user.id)
+    return level != "none"
+
+
+# -- list parameters: filter and order must be objects of known fields -----------------------------
+def _invalid(description: str) -> RestError:
+    return RestError("INVALID_ARG_VALUE", description, 400)
+
+
+def _object(
+    params: dict[str, Any], name: str, on_error: Callable[[Any], RestError]
+) -> dict[str, Any]:
+    """A ``filter``/``order`` parameter: absent or null is {}, an empty list is {} (PHP array)."""
+    value = param(params, name, default=None)
+    if value is None or value == []:
+        return {}
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    if not isinstance(value, dict):
+        raise on_error(value)
+    return value
+
+
+def _check_fields(flt: dict[str, Any], order: dict[str, Any], known: set[str]) -> None:
+    """Unknown filter or sort fields and sort directions other than ASC/DESC are errors.
+
+    The wording is the documented one of crm.item.list; the legacy lists use it too (their
+    docs are silent) so that a typo never turns into an unfiltered or empty selection.
+    """
+    for name in crm.filter_fields(flt):
+        if name not in known and name.upper() not in known:
+            raise _invalid(f"Invalid filter: field '{name}' is not allowed in filter")
+    for name, direction in order.items():
+        if name not in known and name.upper() not in known:
+            raise _invalid(f"Invalid order: field '{name}' is not allowed in order")
+        if str(direction).upper() not in ("ASC", "DESC"):
+            raise _invalid(
+                "Invalid order: allowed sort directions are ASC, DESC. "
+                f"But got '{direction}' for field '{name}'"
+            )
+
+
+def _legacy_known(ctx: Ctx, entity: str) -> set[str]:
+    return set(crmmeta.STANDARD[entity]) | set(ctx.portal.crm.user_fields[entity])
+
+
+def _legacy_object(params: dict[str, Any], name: str) -> dict[str, Any]:
+    return _object(params, name, lambda _v: legacy(f"Parameter '{name}' must be array."))
+
+
+def _engine_object(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """crm.item.* bind parameters like every REST controller (code 100, as the docs show)."""
+
+    def error(value: Any) -> RestError:
+        return RestError(
+            100,
+            f"Invalid value {{{value}}} to match with parameter {{{name}}}. "
+            "Should be value of type array.",
+            400,
+        )
+
+    return _object(params, name, error)
 
 
 def _check_emails(fields: dict[str, Any]) -> None:
@@ -98,15 +175,22 @@ def _legacy_methods(entity: str) -> None:
     def get(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         return crm.legacy_view(entity, _record(ctx, entity, _id(params)))
 
+    @method(f"crm.{entity}.fields", "crm")
+    def fields_(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+        return crmmeta.describe(entity, ctx.portal.crm.user_fields[entity])
+
     @method(f"crm.{entity}.list", "crm")
     def list_(ctx: Ctx, params: dict[str, Any]) -> ListPage:
-        flt = _dict(param(params, "filter", default={}))
+        flt = _legacy_object(params, "filter")
         select = param(params, "select", default=None)
-        order = _dict(param(params, "order", default={}))
+        order = _legacy_object(params, "order")
+        _check_fields(flt, order, _legacy_known(ctx, entity))
+        if _read_level(ctx) == "none":
+            raise legacy("Access denied.")
         rows = [
             r
-            for r in ctx.portal.crm.records[entity].values()
-            if crm.matches(crm.legacy_getter(entity, r), flt)
+            for r in crm.candidates(ctx.portal.crm.records[entity], flt)
+            if _visible(ctx, r) and crm.matches(crm.legacy_getter(entity, r), flt)
         ]
         rows = crm.sort_records(rows, order, lambda r, n: crm.legacy_getter(entity, r)(n))
         page = paginate(rows, params)
@@ -138,7 +222,7 @@ def _legacy_methods(entity: str) -> None:
         _after_save(ctx, entity, record, "UPDATE", old_stage)
         return True
 
-    del get, list_, add, update
+    del get, fields_, list_, add, update
 
 
 for _name in ("contact", "company", "deal", "lead"):
@@ -156,7 +240,12 @@ def _entity(params: dict[str, Any]) -> str:
     return crm.TYPE_NAMES[type_id]
 
 
-def _item(ctx: Ctx, entity: str, params: dict[str, Any]) -> dict[str, Any]:
+def _item(
+    ctx: Ctx,
+    entity: str,
+    params: dict[str, Any],
+    denied: str = "You do not have permission to view this item",
+) -> dict[str, Any]:
     try:
         rid = int(param(params, "id", default=0) or 0)
     except (TypeError, ValueError):
@@ -164,7 +253,29 @@ def _item(ctx: Ctx, entity: str, params: dict[str, Any]) -> dict[str, Any]:
     record = ctx.portal.crm.records[entity].get(rid)
     if record is None:
         raise RestError("NOT_FOUND", "Element not found", 400)
+    if not _visible(ctx, record):
+        raise RestError("ACCESS_DENIED", denied, 400)
     return record
+
+
+def _item_names(ctx: Ctx, entity: str) -> dict[str, str]:
+    """crm.item field name (camelCase) -> stored UPPER_CASE name, standard then custom."""
+    names = [*crmmeta.STANDARD[entity], *ctx.portal.crm.user_fields[entity]]
+    return {crm.camel(n): n for n in names if n not in crm.MULTIFIELDS}
+
+
+@method("crm.item.fields", "crm")
+def item_fields(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    entity = _entity(params)
+    original = str(param(params, "useOriginalUfNames", default="N")).upper() in ("Y", "1", "TRUE")
+    described = crmmeta.describe(entity, ctx.portal.crm.user_fields[entity])
+    out: dict[str, Any] = {}
+    for key, name in _item_names(ctx, entity).items():
+        out[name if original and name.startswith("UF_") else key] = {
+            **described[name],
+            "upperName": name,
+        }
+    return {"fields": out}
 
 
 @method("crm.item.get", "crm")
@@ -176,13 +287,17 @@ def item_get(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @method("crm.item.list", "crm")
 def item_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
     entity = _entity(params)
-    flt = _dict(param(params, "filter", default={}))
-    order = _dict(param(params, "order", default={}))
+    flt = _engine_object(params, "filter")
+    order = _engine_object(params, "order")
+    names = _item_names(ctx, entity)
+    _check_fields(flt, order, set(names) | set(names.values()))
+    if _read_level(ctx) == "none":
+        raise RestError("ACCESS_DENIED", "You do not have permission to view this item", 400)
     select = phpform.as_list(param(params, "select", default=None)) or ["*"]
     rows = [
         r
-        for r in ctx.portal.crm.records[entity].values()
-        if crm.matches(crm.item_getter(entity, r), flt)
+        for r in crm.candidates(ctx.portal.crm.records[entity], flt)
+        if _visible(ctx, r) and crm.matches(crm.item_getter(entity, r), flt)
     ]
     rows = crm.sort_records(
         rows, order or {"id": "ASC"}, lambda r, n: crm.item_getter(entity, r)(n)
@@ -195,7 +310,7 @@ def item_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
 @method("crm.item.update", "crm")
 def item_update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     entity = _entity(params)
-    record = _item(ctx, entity, params)
+    record = _item(ctx, entity, params, "Access denied")
     fields = param(params, "fields", default=None)
     if not isinstance(fields, dict):
         raise RestError(100, "Could not find value for parameter {fields}", 400)
@@ -377,3 +492,114 @@ def comment_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
         {k: str(v) if isinstance(v, int) else v for k, v in c.items()} for c in page.items
     ]
     return page
+
+
+def _need(params: dict[str, Any], name: str) -> Any:
+    """A required parameter of a REST controller (code 100 when absent, as the docs list)."""
+    value = params.get(name)
+    if value in (None, "", {}, []):
+        raise RestError(100, f"Could not find value for parameter {{{name}}}", 400)
+    return value
+
+
+def _comment(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """The comment ``id`` names, checked against ``ownerTypeId``/``ownerId`` and CRM rights."""
+    try:
+        cid = int(_need(params, "id"))
+    except (TypeError, ValueError):
+        cid = 0
+    comment = ctx.portal.crm.comments.get(cid)
+    if comment is None:
+        raise RestError("NOT_FOUND", "Not found.", 400)
+    owner_type, owner_id = params.get("ownerTypeId"), params.get("ownerId")
+    if owner_type is not None or owner_id is not None:
+        same_type = str(owner_type) == str(crm.ENTITY_TYPES[comment["ENTITY_TYPE"]])
+        if not same_type or str(owner_id) != str(comment["ENTITY_ID"]):
+            raise RestError("OWNER_NOT_FOUND", "Owner element not found", 400)
+    owner = ctx.portal.crm.records[comment["ENTITY_TYPE"]].get(comment["ENTITY_ID"])
+    if owner is not None and not _visible(ctx, owner):
+        raise RestError("ACCESS_DENIED", "Access denied.", 400)
+    return comment
+
+
+@method("crm.timeline.comment.update", "crm")
+def comment_update(ctx: Ctx, params: dict[str, Any]) -> int:
+    comment = _comment(ctx, params)
+    fields = _need(params, "fields")  # only lowercase ``fields`` since crm 23.100.0 (docs)
+    if not isinstance(fields, dict):
+        raise RestError(100, "Could not find value for parameter {fields}", 400)
+    fields = {str(k).upper(): v for k, v in fields.items()}
+    if "COMMENT" in fields:
+        if not str(fields["COMMENT"] or "").strip():
+            raise RestError("INVALID_ARG_VALUE", "Empty comment message", 400)
+        comment["COMMENT"] = str(fields["COMMENT"])
+    return int(comment["ID"])
+
+
+@method("crm.timeline.comment.delete", "crm")
+def comment_delete(ctx: Ctx, params: dict[str, Any]) -> None:
+    comment = _comment(ctx, params)
+    del ctx.portal.crm.comments[comment["ID"]]
+    return None
+
+
+@method("crm.activity.delete", "crm")
+def activity_delete(ctx: Ctx, params: dict[str, Any]) -> bool:
+    aid = _id(params)
+    store = ctx.portal.crm
+    activity = store.activities.get(aid)
+    if activity is None:
+        raise legacy("Activity is not found")
+    owner_entity = crm.TYPE_NAMES.get(int(activity.get("OWNER_TYPE_ID") or 0))
+    owner = (
+        store.records[owner_entity].get(int(activity.get("OWNER_ID") or 0))
+        if owner_entity
+        else None
+    )
+    if owner is not None and not _visible(ctx, owner):
+        raise legacy("Access denied.")
+    del store.activities[aid]
+    lifecycle.dispatch_event(
+        ctx.emu, ctx.portal, "ONCRMACTIVITYDELETE", {"FIELDS": {"ID": str(aid)}}, ctx.user.id
+    )
+    return True
+
+
+# -- directories and pipelines --------------------------------------------------------------------
+_STATUS_FIELDS = {
+    "ID",
+    "ENTITY_ID",
+    "STATUS_ID",
+    "NAME",
+    "NAME_INIT",
+    "SORT",
+    "SYSTEM",
+    "CATEGORY_ID",
+    "COLOR",
+    "SEMANTICS",
+    "EXTRA",
+}
+
+
+@method("crm.status.list", "crm")
+def status_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    def error(_value: Any) -> RestError:
+        return RestError("Invalid parameters.", "Incorrect parameters passed.", 400)
+
+    flt = _object(params, "filter", error)
+    order = _object(params, "order", error)
+    _check_fields(flt, order, _STATUS_FIELDS)
+    rows = [r for r in crmmeta.statuses() if crm.matches(_field_getter(r), flt)]
+    rows = crm.sort_records(rows, order, lambda r, n: r.get(n.upper())) if order else rows
+    return ListPage(rows, total=len(rows))
+
+
+@method("crm.category.list", "crm")
+def category_list(ctx: Ctx, params: dict[str, Any]) -> ListPage:
+    entity = _entity(params)
+    if crm.ENTITY_TYPES[entity] not in crmmeta.CATEGORY_TYPES:
+        raise RestError(
+            "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type {entity.upper()} is not supported", 400
+        )
+    categories = [dict(c) for c in crmmeta.DEAL_CATEGORIES]
+    return ListPage({"categories": categories}, total=len(categories))

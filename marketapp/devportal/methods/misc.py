@@ -1,4 +1,4 @@
-"""``tasks.task.add``, ``im.notify.system.add``, ``messageservice.*`` and ``batch``."""
+"""``tasks.task.*``, ``im.notify.*``, ``messageservice.*`` and ``batch``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from marketapp.devportal import batch as batch_runner
-from marketapp.devportal.crm import iso
+from marketapp.devportal.crm import camel, iso
 from marketapp.devportal.errors import RestError
 from marketapp.devportal.registry import Ctx, method, param
 from marketapp.devportal.state import Sender
@@ -39,30 +39,150 @@ def task_add(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         "deadline": fields.get("DEADLINE"),
         "ufCrmTask": fields.get("UF_CRM_TASK") or [],
         "status": "2",
+        "auditors": [str(a) for a in fields.get("AUDITORS") or []],
+        "accomplices": [str(a) for a in fields.get("ACCOMPLICES") or []],
     }
     ctx.portal.tasks.append(task)
     return {"task": task}
 
 
-@method("im.notify.system.add", "im")
-def notify_system_add(ctx: Ctx, params: dict[str, Any]) -> int:
+# Task fields tasks.task.get leaves out unless ``select`` names them (docs).
+_TASK_HIDDEN = {"ufCrmTask", "ufTaskWebdavFiles", "ufMailMessage"}
+_TASK_STATUSES = {"1", "2", "3", "4", "5", "6", "7"}
+
+
+def _task_error(code: str, text: str) -> RestError:
+    return RestError(code, text, 400)
+
+
+def _task(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The task ``taskId`` names, or None when it does not exist or the user may not see it."""
+    raw = param(params, "taskId", default=None)
+    if raw in (None, ""):
+        raise _task_error(
+            "100",
+            "CTaskItem All parameters in the constructor must have real class type"
+            " (internal error)",
+        )
+    try:
+        tid = int(raw)
+    except (TypeError, ValueError):
+        raise _task_error("0", "wrong task id") from None
+    for task in ctx.portal.tasks:
+        if task["id"] == str(tid):
+            members = {
+                task["createdBy"],
+                task["responsibleId"],
+                *task.get("auditors", []),
+                *task.get("accomplices", []),
+            }
+            return task if ctx.user.admin or str(ctx.user.id) in members else None
+    return None
+
+
+def _task_view(task: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    if select is None:
+        return {k: v for k, v in task.items() if k not in _TASK_HIDDEN}
+    wanted = set(task) - _TASK_HIDDEN if "*" in select else {"id"}
+    wanted |= {camel(str(s).upper()) for s in select if s != "*"}
+    return {k: v for k, v in task.items() if k in wanted}
+
+
+@method("tasks.task.get", "task")
+def task_get(ctx: Ctx, params: dict[str, Any]) -> Any:
+    select = param(params, "select", default=None)
+    if select is not None and not (isinstance(select, list) and select):
+        raise _task_error(
+            "100",
+            f"Invalid value {{{select or ''}}} to match with parameter {{select}}. "
+            "Should be value of type array. (internal error)",
+        )
+    task = _task(ctx, params)
+    if task is None:
+        return []  # docs: an empty array when the task is missing or out of reach
+    return {"task": _task_view(task, select)}
+
+
+@method("tasks.task.update", "task")
+def task_update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    task = _task(ctx, params)
+    if task is None or not (
+        ctx.user.admin or str(ctx.user.id) in (task["createdBy"], task["responsibleId"])
+    ):
+        raise _task_error("0", "Action on the task is not allowed (internal error)")
+    fields = param(params, "fields", default=None)
+    if not isinstance(fields, dict) or not fields:
+        raise _task_error("100", "Could not find value for parameter {fields} (internal error)")
+    fields = {str(k).upper(): v for k, v in fields.items()}
+    responsible = fields.get("RESPONSIBLE_ID")
+    if responsible is not None and not _user_exists(ctx, responsible):
+        raise _task_error(
+            "ERROR_CORE", 'The user specified in the "Responsible" field was not found<br>'
+        )
+    if "STATUS" in fields and str(fields["STATUS"]) not in _TASK_STATUSES:
+        raise _task_error("ERROR_CORE", "Invalid status<br>")
+    for key, value in fields.items():
+        name = camel(key)
+        if name in ("id", "createdBy", "createdDate"):
+            continue
+        task[name] = _task_value(name, value)
+    task["changedBy"] = str(ctx.user.id)
+    task["changedDate"] = iso(ctx.emu.clock.now())
+    return {"task": _task_view(task, ["*"])}
+
+
+def _task_value(name: str, value: Any) -> Any:
+    """Tasks answer ids as strings (``auditors: ["503"]``); CRM bindings stay as given."""
+    if isinstance(value, list) and name != "ufCrmTask":
+        return [str(v) for v in value]
+    return str(value) if isinstance(value, int) else value
+
+
+def _user_exists(ctx: Ctx, user_id: Any) -> bool:
+    try:
+        return int(user_id) in ctx.portal.users
+    except (TypeError, ValueError):
+        return False
+
+
+def _notify(ctx: Ctx, params: dict[str, Any], kind: str) -> int | bool:
+    """im.notify.system.add / personal.add: documented checks, then the portal's inbox."""
     user_id = param(params, "USER_ID", default=None)
-    message = str(param(params, "MESSAGE", default="") or "")
-    if not user_id:
-        raise RestError("USER_ID_EMPTY", "Recipient ID not specified", 400)
-    if not message.strip():
-        raise RestError("MESSAGE_EMPTY", "Message text is empty", 400)
+    message = str(param(params, "MESSAGE", default="") or "").strip()
+    try:
+        recipient = int(user_id)
+    except (TypeError, ValueError):
+        recipient = 0
+    if recipient <= 0:
+        raise RestError("USER_ID_EMPTY", "User ID can't be empty", 400)
+    if not message:
+        raise RestError("MESSAGE_EMPTY", "Message can't be empty", 400)
+    if recipient not in ctx.portal.users:
+        return False  # docs: "if the notification is not created, it may return false"
     nid = len(ctx.portal.notifications) + 1
     ctx.portal.notifications.append(
         {
             "id": nid,
-            "user_id": int(user_id),
+            "kind": kind,
+            "user_id": recipient,
+            "from_user_id": ctx.user.id,
             "message": message,
+            "tag": param(params, "TAG", default=None),
             "from_app": ctx.client_key,
             "time": ctx.emu.clock.now(),
         }
     )
     return nid
+
+
+@method("im.notify.system.add", "im")
+def notify_system_add(ctx: Ctx, params: dict[str, Any]) -> int | bool:
+    return _notify(ctx, params, "system")
+
+
+@method("im.notify.personal.add", "im")
+def notify_personal_add(ctx: Ctx, params: dict[str, Any]) -> int | bool:
+    return _notify(ctx, params, "personal")
 
 
 def _sender_error(text: str) -> RestError:
