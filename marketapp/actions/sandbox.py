@@ -39,6 +39,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import pass_environment
 from jinja2.visitor import NodeTransformer
 
+from marketapp.actions.filters import FILTERS as EXTRA_FILTERS
+
 MAX_INT_BITS = 4096  # about 1,230 digits: far more than any price or count
 MAX_TEXT = 256 * 1024  # characters in one value or one render's output
 MAX_ITEMS = 10_000  # items in one list or range
@@ -453,6 +455,7 @@ def _join(env: LimitedSandbox, value: Any, d: str = "", attribute: Any = None) -
 def _filters(defaults: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     chosen = {k: v for k, v in defaults.items() if k not in _DROPPED_FILTERS}
     chosen["join"] = _join
+    chosen.update(EXTRA_FILTERS)  # date, datetime, plural: see marketapp.actions.filters
     return {name: _guarded_filter(name, func) for name, func in chosen.items()}
 
 

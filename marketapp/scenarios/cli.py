@@ -1,0 +1,376 @@
+"""``marketapp scenarios …``: list, show, compare, validate, export and import scenarios.
+
+Every command that touches stored scenarios names its portal (``--portal MEMBER_ID``).
+``--json`` prints one JSON document on stdout, errors included; an error exits 1 with its
+reasons (field paths and messages), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import Session
+
+    from marketapp.models import Portal, ScenarioVersion
+    from marketapp.scenarios.definition import Problem
+
+
+def _app() -> Flask:
+    from marketapp import create_app
+
+    return create_app()
+
+
+portal_option = click.option("--portal", "member_id", required=True, help="the portal's member_id")
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+language_option = click.option(
+    "--language",
+    type=click.Choice(["en", "ru"]),
+    default=None,
+    help="language of error messages (default: the portal's, else en)",
+)
+
+
+@click.group()
+def scenarios() -> None:
+    """Scenarios of a portal: versions, validation, import and export."""
+
+
+@scenarios.command("list")
+@portal_option
+@json_option
+def list_command(member_id: str, as_json: bool) -> None:
+    """Every scenario of the portal with its current version."""
+    from marketapp.scenarios import versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        rows = []
+        for scenario in versions.list_scenarios(session, portal):
+            current = _current(session, portal, scenario.key)
+            rows.append(
+                {
+                    "key": scenario.key,
+                    "active": scenario.active,
+                    "version": current.number if current else None,
+                    "versions": versions.version_count(session, scenario),
+                    "name": _name(current.definition if current else {}, portal.language),
+                }
+            )
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no scenarios")
+    for row in rows:
+        state = "active" if row["active"] else "inactive"
+        click.echo(f"{row['key']}  v{row['version']}/{row['versions']}  {state}  {row['name']}")
+
+
+@scenarios.command("show")
+@click.argument("key")
+@portal_option
+@click.option("--version", "number", type=int, default=None, help="default: the current one")
+@json_option
+def show_command(key: str, member_id: str, number: int | None, as_json: bool) -> None:
+    """A scenario's versions and the definition of one of them."""
+    from marketapp.scenarios import versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        scenario = versions.get_scenario(session, portal, key)
+        shown = versions.get_version(session, portal, key, number)
+        history = [
+            _version_row(v, scenario.current_version_id)
+            for v in versions.list_versions(session, portal, key)
+        ]
+        doc = {
+            "key": key,
+            "active": scenario.active,
+            "version": shown.number,
+            "versions": history,
+            "definition": shown.definition,
+        }
+    if as_json:
+        _print_json(doc)
+        return
+    click.echo(f"{key}  {_name(shown.definition, portal.language)}")
+    for row in history:
+        mark = "*" if row["current"] else " "
+        author = row["author_id"] if row["author_id"] is not None else "-"
+        click.echo(
+            f" {mark} v{row['number']}  {row['created_at']}  author {author}  {row['digest'][:12]}"
+        )
+    click.echo(f"definition of v{shown.number}:")
+    click.echo(json.dumps(shown.definition, ensure_ascii=False, indent=2))
+
+
+@scenarios.command("diff")
+@click.argument("key")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+@portal_option
+@json_option
+def diff_command(key: str, a: int, b: int, member_id: str, as_json: bool) -> None:
+    """What changed from version A to version B of KEY."""
+    from marketapp.scenarios import versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        old = versions.get_version(session, portal, key, a)
+        new = versions.get_version(session, portal, key, b)
+        changes = versions.diff(old, new)
+    if as_json:
+        _print_json([c.describe() for c in changes])
+        return
+    for change in changes:
+        click.echo(str(change))
+    if not changes:
+        click.echo("no changes")
+
+
+@scenarios.command("validate")
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--portal", "member_id", default=None, help="also check the portal has its fields and constants"
+)
+@language_option
+@json_option
+def validate_command(
+    file: IO[bytes], member_id: str | None, language: str | None, as_json: bool
+) -> None:
+    """Check FILE (an exported document or a bare definition; - reads stdin)."""
+    from marketapp.scenarios import transfer
+    from marketapp.scenarios.definition import definition_digest, requirements
+
+    data = file.read()
+    app = _app()
+    with app.app_context(), _reported(as_json):
+        missing = transfer.Missing()
+        if member_id is None:
+            defn = transfer.read_definition(data, language=language or "en")
+        else:
+            session, portal = _open_portal(member_id)
+            lang = language or portal.language
+            defn = transfer.read_definition(data, language=lang)
+            missing = _missing(session, portal, defn, lang)
+        if missing:
+            _fail(missing.problems(), as_json, missing=missing.describe())
+        doc = {
+            "valid": True,
+            "key": defn.key,
+            "digest": definition_digest(defn),
+            "requires": transfer.describe_requirements(requirements(defn)),
+        }
+    if as_json:
+        _print_json(doc)
+    else:
+        click.echo(f"valid: {doc['key']} (digest {str(doc['digest'])[:12]})")
+
+
+@scenarios.command("export")
+@click.argument("key")
+@portal_option
+@click.option("--version", "number", type=int, default=None, help="default: the current one")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="default: stdout")
+def export_command(key: str, member_id: str, number: int | None, output: IO[str]) -> None:
+    """Write KEY (its current version, or --version) as a JSON document."""
+    from marketapp.scenarios import transfer
+
+    with _portal_session(member_id, False) as (session, portal):
+        document = transfer.export_document(session, portal, key, number)
+    output.write(transfer.dumps(document))
+
+
+@scenarios.command("import")
+@click.argument("file", type=click.File("rb"))
+@portal_option
+@language_option
+@json_option
+def import_command(file: IO[bytes], member_id: str, language: str | None, as_json: bool) -> None:
+    """Import FILE as the scenario's next version, or nothing at all if anything is missing."""
+    from marketapp.bitrix.client import client_for
+    from marketapp.scenarios import transfer
+
+    data = file.read()
+    with _portal_session(member_id, as_json) as (session, portal):
+        result = transfer.import_document(
+            session, portal, data, client_for(portal), language=language or portal.language
+        )
+        doc = _imported_row(result)
+    if as_json:
+        _print_json(doc)
+    elif doc["created"]:
+        click.echo(f"imported {doc['key']} as version {doc['version']}")
+    else:
+        click.echo(f"unchanged: {doc['key']} version {doc['version']} already has this definition")
+
+
+@scenarios.command("library")
+@json_option
+def library_command(as_json: bool) -> None:
+    """The ready-made scenarios shipped with the app."""
+    with _app().app_context(), _reported(as_json):
+        rows = [{"key": d.key, "name": _name(d.document(), "en")} for d in _library()]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['key']}  {row['name']}")
+
+
+@scenarios.command("install-library")
+@portal_option
+@click.option("--update", is_flag=True, help="also replace scenarios the portal changed since")
+@json_option
+def install_library_command(member_id: str, update: bool, as_json: bool) -> None:
+    """Save the shipped scenarios into the portal (again: nothing changes)."""
+    from marketapp.scenarios import versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        rows = []
+        for defn in _library():
+            before = versions.latest_version(session, portal, defn.key)
+            if before is not None and not update:
+                saved, outcome = before, "kept"
+            else:
+                saved = versions.save(session, portal, defn)
+                outcome = "installed" if before is None or saved.number > before.number else "kept"
+            rows.append({"key": defn.key, "version": saved.number, "outcome": outcome})
+        session.commit()
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['outcome']}: {row['key']} v{row['version']}")
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _portal_session(member_id: str, as_json: bool) -> Iterator[tuple[Session, Portal]]:
+    app = _app()
+    with app.app_context(), _reported(as_json):
+        yield _open_portal(member_id)
+
+
+def _open_portal(member_id: str) -> tuple[Session, Portal]:
+    from marketapp.db import db_session
+    from marketapp.lifecycle.install import find_portal
+
+    session = db_session()
+    portal = find_portal(session, member_id)
+    if portal is None:
+        raise click.ClickException(f"no portal with member_id {member_id}")
+    return session, portal
+
+
+@contextmanager
+def _reported(as_json: bool) -> Iterator[None]:
+    """Expected failures become their reasons and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from marketapp.bitrix.errors import BitrixError
+    from marketapp.scenarios.definition import DefinitionError, Problem
+    from marketapp.scenarios.transfer import TransferError
+    from marketapp.scenarios.versions import NotFound
+
+    try:
+        yield
+    except TransferError as exc:
+        _fail(exc.problems, as_json, missing=exc.missing.describe() if exc.missing else None)
+    except DefinitionError as exc:
+        _fail(exc.problems, as_json)
+    except NotFound as exc:
+        _fail([Problem("", str(exc))], as_json)
+    except click.ClickException as exc:
+        _fail([Problem("", exc.format_message())], as_json)
+    except BitrixError as exc:
+        _fail([Problem("", f"the portal refused the call: {exc}")], as_json)
+    except SQLAlchemyError as exc:
+        message = f"database error ({type(exc).__name__}); run `marketapp db upgrade` first?"
+        _fail([Problem("", message)], as_json)
+
+
+def _fail(
+    problems: list[Problem], as_json: bool, missing: dict[str, Any] | None = None
+) -> NoReturn:
+    if as_json:
+        doc: dict[str, Any] = {
+            "error": True,
+            "problems": [{"path": p.path, "message": p.message} for p in problems],
+        }
+        if missing:
+            doc["missing"] = missing
+        _print_json(doc)
+    else:
+        for p in problems:
+            click.echo(
+                f"Error: {p.path}: {p.message}" if p.path else f"Error: {p.message}", err=True
+            )
+    sys.exit(1)
+
+
+def _missing(session: Session, portal: Portal, defn: Any, language: str) -> Any:
+    from flask_babel import force_locale
+
+    from marketapp.bitrix.client import client_for
+    from marketapp.scenarios import transfer
+
+    with force_locale(language):
+        return transfer.missing_on(session, portal, defn, client_for(portal))
+
+
+def _library() -> list[Any]:
+    try:
+        from marketapp.scenarios.library import load_library
+    except ImportError as exc:
+        raise click.ClickException("this build ships no scenario library") from exc
+    loaded: list[Any] = load_library()
+    return loaded
+
+
+def _current(session: Session, portal: Portal, key: str) -> ScenarioVersion | None:
+    from marketapp.scenarios import versions
+
+    try:
+        return versions.get_version(session, portal, key)
+    except versions.NotFound:
+        return None
+
+
+def _version_row(version: ScenarioVersion, current_id: int | None) -> dict[str, Any]:
+    return {
+        "number": version.number,
+        "current": version.id == current_id,
+        "digest": version.digest,
+        "author_id": version.author_id,
+        "created_at": version.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def _imported_row(result: Any) -> dict[str, Any]:
+    version = result.version
+    return {
+        "key": version.definition.get("key"),
+        "version": version.number,
+        "digest": version.digest,
+        "created": result.created,
+    }
+
+
+def _name(definition: dict[str, Any], language: str) -> str:
+    name = definition.get("name")
+    if isinstance(name, dict):
+        return str(name.get(language) or name.get("en") or next(iter(name.values()), ""))
+    return str(name or "")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
