@@ -11,6 +11,8 @@ from typing import Any
 import click
 from flask import Flask
 
+from marketapp.scenarios.cli import scenarios
+
 
 def _app() -> Flask:
     from marketapp import create_app
@@ -310,6 +312,10 @@ def bench_robots(
     )
     if not report.check_ok:
         sys.exit(1)
+
+
+# `marketapp scenarios …` lives with the scenarios (list, show, diff, validate, export, import).
+main.add_command(scenarios)
 
 
 if __name__ == "__main__":

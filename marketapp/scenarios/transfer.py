@@ -4,7 +4,8 @@ The document::
 
     {"format": "smart-scenarios", "schema": 1, "app_version": "0.1.0",
      "scenario": {...definition...},
-     "requires": {"constants": ["company_phone"], "fields": {"CONTACT": ["UF_CRM_TIER"]}}}
+     "requires": {"constants": ["company_phone"], "fields": {"CONTACT": ["NAME", "UF_CRM_TIER"]},
+                  "client_fields": []}}
 
 ``requires`` is for people reading the file; an import computes what the definition needs
 itself, so an edited or stale list can neither hide a missing field nor block an import.
@@ -52,12 +53,17 @@ class Missing:
 
     constants: list[str] = field(default_factory=list)
     fields: dict[str, list[str]] = field(default_factory=dict)
+    client_fields: list[str] = field(default_factory=list)  # of a deal's contact or company
 
     def __bool__(self) -> bool:
-        return bool(self.constants or self.fields)
+        return bool(self.constants or self.fields or self.client_fields)
 
     def describe(self) -> dict[str, Any]:
-        return {"constants": self.constants, "fields": self.fields}
+        return {
+            "constants": self.constants,
+            "fields": self.fields,
+            "client_fields": self.client_fields,
+        }
 
     def problems(self) -> list[Problem]:
         found = [
@@ -72,6 +78,13 @@ class Missing:
                 )
                 for name in names
             )
+        found.extend(
+            Problem(
+                "requires.client_fields",
+                _("The portal has no contact or company field %(field)s.", field=name),
+            )
+            for name in self.client_fields
+        )
         return found
 
 
@@ -104,7 +117,7 @@ def export_document(
 ) -> dict[str, Any]:
     """The document for version ``number`` (default: current) of ``key`` on ``portal``."""
     pinned = versions.get_version(session, portal, key, number)
-    needs = requirements(validate_definition(pinned.definition))
+    needs = requirements(validate_definition(pinned.definition, language=portal.language))
     return {
         "format": FORMAT,
         "schema": SCHEMA_VERSION,
@@ -118,6 +131,7 @@ def describe_requirements(needs: Requirements) -> dict[str, Any]:
     return {
         "constants": sorted(needs.constants),
         "fields": {entity: sorted(names) for entity, names in sorted(needs.fields.items())},
+        "client_fields": sorted(needs.client_fields),
     }
 
 
@@ -153,14 +167,22 @@ def missing_on(
 ) -> Missing:
     """The constants and CRM fields ``defn`` uses that ``portal`` does not have."""
     needs = requirements(defn)
-    have = set(
-        session.scalars(select(PortalConstant.code).where(PortalConstant.portal_id == portal.id))
-    )
-    lacking = Missing(constants=sorted(needs.constants - have))
+    query = select(PortalConstant.code).where(PortalConstant.portal_id == portal.id)
+    lacking = Missing(constants=sorted(needs.constants - set(session.scalars(query))))
+    known: dict[str, set[str]] = {}
+
+    def fields_of(entity: str) -> set[str]:
+        if entity not in known:
+            known[entity] = _portal_fields(client, entity)
+        return known[entity]
+
     for entity, names in sorted(needs.fields.items()):
-        absent = sorted(names - _portal_fields(client, entity))
+        absent = sorted(names - fields_of(entity))
         if absent:
             lacking.fields[entity] = absent
+    if needs.client_fields:  # a deal's client is a contact or a company
+        either = fields_of("CONTACT") | fields_of("COMPANY")
+        lacking.client_fields = sorted(needs.client_fields - either)
     return lacking
 
 
