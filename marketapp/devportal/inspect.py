@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from marketapp.devportal import lifecycle, robots, seed, sms
 from marketapp.devportal.clock import FakeClock
 from marketapp.devportal.rest import json_response
-from marketapp.devportal.state import Emulator, Portal, Webhook
+from marketapp.devportal.state import Emulator, Portal, User, Webhook
 
 bp = Blueprint("devportal_inspect", __name__, url_prefix="/_emulator")
 
@@ -317,11 +317,63 @@ def set_faults(member: str) -> Response:
 
 @bp.post("/portals/<member>/seed")
 def seed_portal(member: str) -> Response:
+    """``{"n": 20}``: n contacts, n/2 of the rest; or per entity: ``{"contacts": 10000}``."""
     body = _body()
-    counts = seed.seed_portal(
-        _emu(), _portal(member), int(body.get("n", 20)), int(body.get("seed", 0)) or None
-    )
-    return json_response(counts)
+    counts = {k: int(body[k]) for k in ("contacts", "companies", "deals", "leads") if k in body}
+    if any(v < 0 or v > 200_000 for v in counts.values()):
+        raise ValueError("seed counts must be between 0 and 200000")
+    n = int(body.get("n", 0 if counts else 20))
+    result = seed.seed_portal(_emu(), _portal(member), n, int(body.get("seed", 0)) or None, counts)
+    return json_response(result)
+
+
+@bp.get("/portals/<member>/crm/<entity>/stats")
+def crm_stats(member: str, entity: str) -> Response:
+    """What a preview should count: no phone/e-mail, invalid phones, opt-outs (by owner)."""
+    emu = _emu()
+    owner = request.args.get("assigned_by_id")
+    with emu.lock:
+        return json_response(seed.stats(_portal(member).crm, entity, int(owner) if owner else None))
+
+
+@bp.post("/portals/<member>/permissions")
+def permissions(member: str) -> Response:
+    """CRM read rights: ``{"records": {"2": "own"}}`` ("own", "none"; "all" lifts the limit)."""
+    emu, portal = _emu(), _portal(member)
+    records = _body().get("records") or {}
+    if not isinstance(records, dict):
+        raise ValueError("records must be an object of user id -> own|none|all")
+    with emu.lock:
+        for user_id, level in records.items():
+            if level not in ("own", "none", "all"):
+                raise ValueError(f"unknown access level {level!r}")
+            if int(user_id) not in portal.users:
+                raise KeyError(f"no user {user_id}")
+            if level == "all":
+                portal.record_access.pop(int(user_id), None)
+            else:
+                portal.record_access[int(user_id)] = level
+        return json_response({"records": {str(k): v for k, v in portal.record_access.items()}})
+
+
+@bp.post("/portals/<member>/users")
+def add_user(member: str) -> Response:
+    """Add an employee: ``{"name", "last_name", "email", "admin", "active", "position"}``."""
+    emu, portal = _emu(), _portal(member)
+    body = _body()
+    with emu.lock:
+        uid = max(portal.users) + 1
+        user = User(
+            uid,
+            str(body.get("name", f"User{uid}")),
+            str(body.get("last_name", "")),
+            str(body.get("email", f"user{uid}@example.com")),
+            bool(body.get("admin", False)),
+            active=bool(body.get("active", True)),
+            position=str(body.get("position", "")),
+        )
+        portal.users[uid] = user
+    return json_response(asdict(user), 201)
 
 
 def _portal_list(member: str, attr: str) -> Response:
