@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from marketapp.models import Portal, ScenarioVersion
-    from marketapp.scenarios.definition import Problem
+    from marketapp.scenarios.definition import Problem, ScenarioDefinition
 
 
 def _app() -> Flask:
@@ -178,11 +178,14 @@ def validate_command(
 @portal_option
 @click.option("--version", "number", type=int, default=None, help="default: the current one")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="default: stdout")
-def export_command(key: str, member_id: str, number: int | None, output: IO[str]) -> None:
-    """Write KEY (its current version, or --version) as a JSON document."""
+@json_option
+def export_command(
+    key: str, member_id: str, number: int | None, output: IO[str], as_json: bool
+) -> None:
+    """Write KEY (its current version, or --version) as a JSON document (--json: errors too)."""
     from marketapp.scenarios import transfer
 
-    with _portal_session(member_id, False) as (session, portal):
+    with _portal_session(member_id, as_json) as (session, portal):
         document = transfer.export_document(session, portal, key, number)
     output.write(transfer.dumps(document))
 
@@ -212,16 +215,19 @@ def import_command(file: IO[bytes], member_id: str, language: str | None, as_jso
 
 
 @scenarios.command("library")
+@click.option("--language", type=click.Choice(["en", "ru"]), default="en", show_default=True)
 @json_option
-def library_command(as_json: bool) -> None:
+def library_command(language: str, as_json: bool) -> None:
     """The ready-made scenarios shipped with the app."""
+    from marketapp.scenarios.definition import listing
+
     with _app().app_context(), _reported(as_json):
-        rows = [{"key": d.key, "name": _name(d.document(), "en")} for d in _library()]
+        rows = [listing(defn, language) for defn in _library(language)]
     if as_json:
         _print_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['key']}  {row['name']}")
+        click.echo(f"{row['key']}  {row['name']}  ({', '.join(row['entity_types'])})")
 
 
 @scenarios.command("install-library")
@@ -229,12 +235,12 @@ def library_command(as_json: bool) -> None:
 @click.option("--update", is_flag=True, help="also replace scenarios the portal changed since")
 @json_option
 def install_library_command(member_id: str, update: bool, as_json: bool) -> None:
-    """Save the shipped scenarios into the portal (again: nothing changes)."""
+    """Save the shipped scenarios, in the portal's language (again: nothing changes)."""
     from marketapp.scenarios import versions
 
     with _portal_session(member_id, as_json) as (session, portal):
         rows = []
-        for defn in _library():
+        for defn in _library(portal.language):
             before = versions.latest_version(session, portal, defn.key)
             if before is not None and not update:
                 saved, outcome = before, "kept"
@@ -327,13 +333,10 @@ def _missing(session: Session, portal: Portal, defn: Any, language: str) -> Any:
         return transfer.missing_on(session, portal, defn, client_for(portal))
 
 
-def _library() -> list[Any]:
-    try:
-        from marketapp.scenarios.library import load_library
-    except ImportError as exc:
-        raise click.ClickException("this build ships no scenario library") from exc
-    loaded: list[Any] = load_library()
-    return loaded
+def _library(language: str) -> list[ScenarioDefinition]:
+    from marketapp.scenarios.library import load_library
+
+    return load_library(language)
 
 
 def _current(session: Session, portal: Portal, key: str) -> ScenarioVersion | None:

@@ -420,26 +420,34 @@ class _Checker:
             self._need_field("ASSIGNED_BY_ID")
 
     def _wait(self, path: str, step: st.WaitStep) -> Iterator[Problem]:
-        needs = {"duration": (), "weekday": ("weekday", "time"), "field": ("field",)}[step.mode]
-        unused = {
-            "duration": ("weekday", "time", "field"),
-            "weekday": ("field",),
-            "field": ("weekday",),
+        needs = {
+            "duration": (),
+            "weekday": ("weekday", "time"),
+            "field": ("field",),
+            "param": ("param",),
         }[step.mode]
         for name in needs:
             if getattr(step, name) is None:
                 yield self.problem(f"{path}.{name}", "wait_needs")
-        for name in unused:
+        for name in {"weekday", "field", "param"} - set(needs):
             if getattr(step, name) is not None:
                 yield self.problem(f"{path}.{name}", "wait_unused")
+        if step.mode == "duration" and step.time is not None:
+            yield self.problem(f"{path}.time", "wait_unused")
         if step.mode != "duration":
             for name in ("days", "hours", "minutes"):
                 if getattr(step, name):
                     yield self.problem(f"{path}.{name}", "wait_unused")
-        if step.mode != "field":
+        if step.mode not in ("field", "param"):
             for name in ("offset_days", "yearly"):
                 if getattr(step, name):
                     yield self.problem(f"{path}.{name}", "wait_unused")
+        if step.mode == "param" and step.param is not None:
+            param = self.params.get(step.param)
+            if param is None:
+                yield self.problem(f"{path}.param", "unknown_param", name=step.param)
+            elif param.type not in ("date", "datetime"):
+                yield self.problem(f"{path}.param", "not_date_param", name=step.param)
         if step.time is not None and not _TIME.match(step.time):
             yield self.problem(f"{path}.time", "time_format")
         if step.mode == "duration":

@@ -133,6 +133,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         'The parameter "{name}" is not of the employee type.',
         "Параметр «{name}» не относится к типу «сотрудник».",
     ),
+    "not_date_param": (
+        'The parameter "{name}" is not a date.',
+        "Параметр «{name}» — не дата.",
+    ),
     "operand": (
         "Give exactly one of: field, param, const, value.",
         "Укажите ровно одно из: field, param, const, value.",

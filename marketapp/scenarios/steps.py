@@ -114,18 +114,19 @@ class NotifyStep(StepBase):
 
 class WaitStep(StepBase):
     """Wait ``duration`` (days/hours/minutes), until the next ``weekday`` at ``time``, or until
-    the record's date ``field`` shifted by ``offset_days`` (at ``time``; ``yearly`` takes the
-    next anniversary, for birthdays). Times are in the portal's time zone. A date already
-    past continues at once."""
+    the record's date ``field`` (or a date launch ``param``) shifted by ``offset_days`` (at
+    ``time``; ``yearly`` takes the next anniversary, for birthdays). Times are in the portal's
+    time zone. A moment already past continues at once."""
 
     type: Literal["wait"]
-    mode: Literal["duration", "weekday", "field"] = "duration"
+    mode: Literal["duration", "weekday", "field", "param"] = "duration"
     days: Annotated[int, Field(ge=0, le=MAX_WAIT_DAYS)] = 0
     hours: Annotated[int, Field(ge=0, le=MAX_WAIT_DAYS * 24)] = 0
     minutes: Annotated[int, Field(ge=0, le=MAX_WAIT_DAYS * 24 * 60)] = 0
     weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
     time: str | None = None
     field: str | None = None
+    param: str | None = None
     offset_days: Annotated[int, Field(ge=-MAX_WAIT_DAYS, le=MAX_WAIT_DAYS)] = 0
     yearly: bool = False
 

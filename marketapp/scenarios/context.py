@@ -1,0 +1,54 @@
+"""What a scenario's templates see.
+
+- ``record`` and the entity's own name (``contact``, ``deal`` …), a deal's ``client`` (its
+  contact or company): from :func:`marketapp.actions.templating.record_context`;
+- ``params``: the launch parameters; ``const``: the portal's constants (set by an admin);
+- ``user``: the launching user (``ID``, ``NAME``, ``LAST_NAME``, ``FULL_NAME``, ``EMAIL`` …);
+- ``portal``: ``domain``, ``url``, ``language``, ``timezone`` (dates are formatted in its
+  language by ``|date``).
+
+The names and fields here are the ones :mod:`marketapp.scenarios.definition` accepts when a
+definition is saved (``USER_FIELDS``, ``PORTAL_FIELDS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marketapp.scenarios.definition import PORTAL_FIELDS, USER_FIELDS
+
+
+def template_context(
+    record_ctx: Mapping[str, Any],
+    params: Mapping[str, Any],
+    constants: Mapping[str, Any],
+    user: Mapping[str, Any] | None,
+    portal: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The render context: ``record_ctx`` (from ``templating.record_context``) plus the rest."""
+    context = dict(record_ctx)
+    context["params"] = dict(params)
+    context["const"] = dict(constants)
+    context["user"] = user_view(user or {})
+    context["portal"] = {k: v for k, v in portal.items() if k in PORTAL_FIELDS}
+    return context
+
+
+def user_view(user: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``user.get`` row reduced to what templates may read, with ``FULL_NAME``."""
+    view = {k: user.get(k) or "" for k in USER_FIELDS if k != "FULL_NAME"}
+    view["FULL_NAME"] = " ".join(
+        str(part) for part in (user.get("NAME"), user.get("LAST_NAME")) if part
+    )
+    return view
+
+
+def portal_view(domain: str, language: str, timezone: str = "") -> dict[str, Any]:
+    """What templates see of the portal (never its member id or tokens)."""
+    return {
+        "domain": domain,
+        "url": f"https://{domain}",
+        "language": language,
+        "timezone": timezone,
+    }
