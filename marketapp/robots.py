@@ -2,41 +2,27 @@
 
 The handler stores the call (deduplicated by ``event_token``) and queues
 :func:`process_robot_calls` for the portal. The job claims up to 50 waiting calls with a lease,
-loads their records in one batch, runs each action over its group of calls, and answers every
-call with ``bizproc.event.send`` (return values and a log message in the portal's language),
-also when the action failed or skipped. A call whose worker died is picked up again once its
+confirms them with Bitrix24 (:mod:`marketapp.robot_origin`), hands them to the shared action
+runner (:mod:`marketapp.actions.runner`), and answers every call with ``bizproc.event.send``
+(return values and a log message in the portal's language), also when the action failed or
+skipped. A call whose worker died is picked up again once its
 lease expires; the ledger keeps its side effect from happening twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from pydantic import ValidationError
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from marketapp.actions import ACTIONS
-from marketapp.actions.base import (
-    ENTITY_METHODS,
-    ActionContext,
-    Outcome,
-    RetryLater,
-    Target,
-    failed,
-    load_records,
-    refused_template,
-    sent,
-    skipped,
-)
-from marketapp.actions.templating import TemplateProblem
+from marketapp.actions.base import ActionContext, RetryLater, failed
+from marketapp.actions.runner import Request, run_requests
 from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
@@ -46,7 +32,7 @@ from marketapp.channel_settings import channel_settings
 from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
-from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState, Send, SendState
+from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
 from marketapp.robot_origin import confirmed
 
 log = logging.getLogger(__name__)
@@ -229,7 +215,7 @@ def _release(session: Session, calls: list[RobotCall]) -> None:
 def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
     calls = confirmed(ctx, calls)  # forged calls are rejected here: no side effect, no answer
     todo = [c for c in calls if not c.status]  # a retried call may only lack its answer
-    outcomes = _run_actions(ctx, todo)
+    outcomes = run_requests(ctx, [_request(c) for c in todo])
     for call in todo:
         outcome = outcomes[_key(call)]
         call.status = outcome.status
@@ -239,80 +225,8 @@ def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
     _answer(ctx, calls)
 
 
-def _run_actions(ctx: ActionContext, calls: list[RobotCall]) -> dict[str, Outcome]:
-    outcomes: dict[str, Outcome] = {}
-    runnable: list[RobotCall] = []
-    for call in calls:
-        if call.code not in ACTIONS:
-            outcomes[_key(call)] = failed(
-                "unknown_robot", _("Unknown robot %(code)s.", code=call.code)
-            )
-        elif call.entity_type not in ENTITY_METHODS:
-            outcomes[_key(call)] = skipped(
-                "unsupported_document",
-                _("This robot works on contacts, companies, deals and leads only."),
-            )
-        else:
-            runnable.append(call)
-    targets = {_key(c): Target(c.entity_type, c.entity_id, _key(c)) for c in runnable}
-    if targets:
-        outcomes.update(load_records(ctx.client, list(targets.values())))
-    groups: dict[tuple[str, str], list[RobotCall]] = defaultdict(list)
-    for call in runnable:
-        if _key(call) not in outcomes:
-            groups[(call.code, json.dumps(call.properties, sort_keys=True))].append(call)
-    for (code, _props), group in groups.items():
-        action = ACTIONS[code]
-        try:
-            params = action.Params.model_validate(group[0].properties)
-        except ValidationError as exc:
-            outcomes.update(dict.fromkeys(map(_key, group), _invalid(exc)))
-            continue
-        except Exception:  # a validator's bug: this group fails, the others run
-            log.exception("robot settings check crashed", extra={"code": code})
-            problem = _("Robot settings could not be checked; it has been logged.")
-            outcomes.update(dict.fromkeys(map(_key, group), failed("invalid_settings", problem)))
-            continue
-        try:
-            outcomes.update(action.run(ctx, params, [targets[_key(c)] for c in group]))
-        except (RetryLater, BitrixError):
-            raise
-        except Exception:
-            # A bug must not leave the workflow waiting forever: answer what happened.
-            log.exception("robot action crashed", extra={"code": code})
-            outcomes.update(_after_crash(ctx, group))
-    return outcomes
-
-
-def _invalid(exc: ValidationError) -> Outcome:
-    """A template refused by the sandbox is a ``template_error`` skip; others invalid settings."""
-    for error in exc.errors():
-        problem = (error.get("ctx") or {}).get("error")
-        if isinstance(problem, TemplateProblem):
-            return refused_template(problem)
-    return failed(
-        "invalid_settings", _("Robot settings are invalid: %(problems)s", problems=_problems(exc))
-    )
-
-
-def _after_crash(ctx: ActionContext, group: list[RobotCall]) -> dict[str, Outcome]:
-    """After an action crashed, report from the ledger: what was done is ``sent``."""
-    ctx.session.rollback()
-    keys = [_key(c) for c in group]
-    done = set(
-        ctx.session.scalars(
-            select(Send.key).where(
-                Send.portal_id == ctx.portal.id, Send.key.in_(keys), Send.state == SendState.SENT
-            )
-        )
-    )
-    problem = failed("internal_error", _("Internal error in the application; it has been logged."))
-    return {
-        key: sent(_("Done; the application failed afterwards and it has been logged."))
-        if key in done
-        else problem
-        for key in keys
-    }
+def _request(call: RobotCall) -> Request:
+    return Request(_key(call), call.code, call.entity_type, call.entity_id, call.properties)
 
 
 def _answer(ctx: ActionContext, calls: list[RobotCall]) -> None:
@@ -349,7 +263,3 @@ def _answer(ctx: ActionContext, calls: list[RobotCall]) -> None:
 
 def _key(call: RobotCall) -> str:
     return f"robot:{call.id}"
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

@@ -1,9 +1,10 @@
-"""What every action shares: targets, outcomes, the run context, batched record loading.
+"""What every action shares: targets, drafts, outcomes, the run context, record loading.
 
-An action runs on many records at once: it loads them in batches, decides per record (skip,
-render), claims each side effect in the ledger and sends the REST commands in batches of 50.
-Robots run it on one record per call (grouped when calls arrive together); the scenario engine
-runs it on a launch's records.
+An action runs on many records at once, in two halves. ``preview`` reads and decides per record:
+a :class:`Draft` (what would be done: the rendered text, the recipient, the fields before and
+after) or an :class:`Outcome` (a skip); it has no side effect and writes nothing. ``deliver``
+claims the drafts in the ledger, performs them (REST commands in batches of 50) and settles
+them. :mod:`marketapp.actions.runner` puts the halves together for robots and scenario steps.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flask_babel import gettext as _
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from marketapp.actions import templating
 from marketapp.actions.templating import TemplateProblem, TextTooLong
 from marketapp.bitrix.errors import BitrixError, NotFound
 from marketapp.models import ChannelSettings, Portal
@@ -113,6 +115,19 @@ def prepare_each(
     return ready, outcomes
 
 
+def preview_each(targets: list[Target], draft: Callable[[Target], Any]) -> dict[str, Any]:
+    """:func:`prepare_each` keyed by target: each target's draft or outcome."""
+    ready, outcomes = prepare_each(targets, draft)
+    results: dict[str, Any] = dict(outcomes)
+    results.update((d.target.key, d) for d in ready)
+    return {t.key: results[t.key] for t in targets}
+
+
+def with_fields(used: set[str] | None, *names: str) -> set[str] | None:
+    """``used`` plus ``names`` (blank ones dropped); ``None`` (every field) stays ``None``."""
+    return None if used is None else used | {n for n in names if n}
+
+
 @dataclass
 class ActionContext:
     session: Session
@@ -124,49 +139,141 @@ class ActionContext:
     timeout: float = 30.0
 
 
+class Draft(Protocol):
+    """What an action would do for one record, decided and rendered but not done."""
+
+    @property
+    def target(self) -> Target: ...
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able account for previews (recipient, rendered text, fields …)."""
+        ...
+
+
 class Action(Protocol):
     code: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
 
-    def run(self, ctx: ActionContext, params: Any, targets: list[Target]) -> dict[str, Outcome]: ...
+    def fields(self, ctx: ActionContext, params: Any) -> set[str] | None:
+        """The CRM fields the action reads besides ``PHONE``/``EMAIL`` (``None``: all)."""
+        ...
+
+    def preview(
+        self, ctx: ActionContext, params: Any, targets: list[Target]
+    ) -> dict[str, Draft | Outcome]:
+        """Read, render, decide for every target; no side effect, no ledger write."""
+        ...
+
+    def deliver(self, ctx: ActionContext, params: Any, drafts: list[Any]) -> dict[str, Outcome]:
+        """Claim each draft in the ledger, perform it, settle it."""
+        ...
 
 
-def load_records(client: BatchClient, targets: list[Target]) -> dict[str, Outcome]:
-    """Fill ``target.record`` (deals get their contact or company as ``_client``).
+def template_fields(*sources: str) -> set[str] | None:
+    """The record fields a set of templates reads (``None``: they need every field)."""
+    fields: set[str] = set()
+    for source in sources:
+        used = templating.template_fields(source)
+        if used is None:
+            return None
+        fields |= used
+    return fields
 
-    Returns outcomes for targets that cannot run (record gone or unreadable).
+
+def load_records(
+    client: BatchClient, targets: list[Target], fields: set[str] | None = None
+) -> dict[str, Outcome]:
+    """Fill ``target.record``; deals get their contact or company as ``_client``.
+
+    Records are read with ``crm.<entity>.list`` filtered by ``@ID`` (up to 50 ids a command,
+    50 commands a request: 2,500 records per HTTP request), selecting only ``fields`` plus
+    ``PHONE``/``EMAIL`` (``None``: every field). Returns outcomes for targets that cannot run:
+    a record missing from the answer is ``not_found``.
     """
+    if not targets:
+        return {}
+    select = _select(fields)
+    found, errors = _read_many(client, {(t.entity_type, t.entity_id) for t in targets}, select)
     problems: dict[str, Outcome] = {}
-    commands = {
-        t.key: (f"{ENTITY_METHODS[t.entity_type]}.get", {"id": t.entity_id}) for t in targets
-    }
-    result = client.batch(commands)
     for target in targets:
-        error = result.errors.get(target.key)
-        if error is not None:
-            problems[target.key] = _unreadable(error)
+        ref = (target.entity_type, target.entity_id)
+        if ref in errors:
+            problems[target.key] = _unreadable(errors[ref])
+        elif ref in found:
+            target.record = dict(found[ref])
         else:
-            target.record = result.results.get(target.key) or {}
-    _attach_deal_clients(client, [t for t in targets if t.entity_type == "DEAL" and t.record])
+            problems[target.key] = skipped("not_found", _("The record no longer exists."))
+    deals = [t for t in targets if t.entity_type == "DEAL" and t.record]
+    _attach_deal_clients(client, deals, select)
     return problems
 
 
-def _attach_deal_clients(client: BatchClient, deals: list[Target]) -> None:
+# Always read: what every channel needs (a deal's client comes through its ids).
+BASE_FIELDS = ("ID", "PHONE", "EMAIL")
+DEAL_CLIENT_FIELDS = ("CONTACT_ID", "COMPANY_ID")
+IDS_PER_COMMAND = 50  # one list page: the answer to 50 ids is never cut short
+
+
+def _select(fields: set[str] | None) -> list[str]:
+    if fields is None:
+        return ["*", "UF_*", *BASE_FIELDS, "IM", "WEB"]
+    return sorted({*BASE_FIELDS, *fields})
+
+
+Ref = tuple[str, int]
+
+
+def _read_many(
+    client: BatchClient, refs: set[Ref], select: list[str]
+) -> tuple[dict[Ref, dict[str, Any]], dict[Ref, BitrixError]]:
+    """Read records by id in list commands; errors are per id (each id of a failed command)."""
     commands: dict[str, tuple[str, dict[str, Any]]] = {}
-    for deal in deals:
-        assert deal.record is not None
-        if int(deal.record.get("CONTACT_ID") or 0):
-            commands[deal.key] = ("crm.contact.get", {"id": deal.record["CONTACT_ID"]})
-        elif int(deal.record.get("COMPANY_ID") or 0):
-            commands[deal.key] = ("crm.company.get", {"id": deal.record["COMPANY_ID"]})
-    if not commands:
-        return
+    chunks: dict[str, tuple[str, list[int]]] = {}
+    for entity_type in sorted({e for e, _id in refs}):
+        ids = sorted(i for e, i in refs if e == entity_type)
+        columns = [*select, *DEAL_CLIENT_FIELDS] if entity_type == "DEAL" else select
+        for n in range(0, len(ids), IDS_PER_COMMAND):
+            key = f"{entity_type}:{n}"
+            chunk = ids[n : n + IDS_PER_COMMAND]
+            chunks[key] = (entity_type, chunk)
+            params = {"filter": {"@ID": chunk}, "select": columns, "start": -1}
+            commands[key] = (f"{ENTITY_METHODS[entity_type]}.list", params)
     result = client.batch(commands)
+    found: dict[Ref, dict[str, Any]] = {}
+    errors: dict[Ref, BitrixError] = {}
+    for key, (entity_type, chunk) in chunks.items():
+        error = result.errors.get(key)
+        if error is not None:
+            errors.update(dict.fromkeys(((entity_type, i) for i in chunk), error))
+            continue
+        for row in result.results.get(key) or []:
+            if isinstance(row, dict) and _int(row.get("ID")) in chunk:
+                found[(entity_type, _int(row.get("ID")))] = row
+    return found, errors
+
+
+def _attach_deal_clients(client: BatchClient, deals: list[Target], select: list[str]) -> None:
+    wanted: dict[str, Ref] = {}
     for deal in deals:
-        found = result.results.get(deal.key)
-        if isinstance(found, dict) and deal.record is not None:
-            method = commands[deal.key][0]
-            deal.record["_client"] = {**found, "_entity": method.split(".")[1].upper()}
+        record = deal.record or {}
+        if _int(record.get("CONTACT_ID")):
+            wanted[deal.key] = ("CONTACT", _int(record.get("CONTACT_ID")))
+        elif _int(record.get("COMPANY_ID")):
+            wanted[deal.key] = ("COMPANY", _int(record.get("COMPANY_ID")))
+    if not wanted:
+        return
+    found, _errors = _read_many(client, set(wanted.values()), select)  # a client is optional
+    for deal in deals:
+        ref = wanted.get(deal.key)
+        if ref in found and deal.record is not None:
+            deal.record["_client"] = {**found[ref], "_entity": ref[0]}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _unreadable(error: BitrixError) -> Outcome:

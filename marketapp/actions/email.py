@@ -13,6 +13,7 @@ from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
     ENTITY_TYPE_IDS,
     ActionContext,
+    Draft,
     Outcome,
     RetryLater,
     Target,
@@ -20,9 +21,11 @@ from marketapp.actions.base import (
     failed,
     multifield,
     opted_out,
-    prepare_each,
+    preview_each,
     sent,
     skipped,
+    template_fields,
+    with_fields,
 )
 from marketapp.channels.smtp import SmtpError, send_email
 from marketapp.models import Send, SendState
@@ -53,20 +56,29 @@ class Letter:
     body: str
     responsible_id: int
 
+    def describe(self) -> dict[str, Any]:
+        return {"to": self.to, "subject": self.subject, "body": self.body}
+
 
 class SendEmail:
     code: ClassVar[str] = "send_email"
     Params: ClassVar[type[BaseModel]] = EmailParams
 
-    def run(
+    def fields(self, ctx: ActionContext, params: EmailParams) -> set[str] | None:
+        used = template_fields(params.subject, params.body)
+        return with_fields(used, "ASSIGNED_BY_ID", ctx.channels.no_email_field)
+
+    def preview(
         self, ctx: ActionContext, params: EmailParams, targets: list[Target]
+    ) -> dict[str, Draft | Outcome]:
+        return preview_each(targets, lambda t: _compose(ctx, params, t))
+
+    def deliver(
+        self, ctx: ActionContext, params: EmailParams, drafts: list[Letter]
     ) -> dict[str, Outcome]:
-        letters, outcomes = prepare_each(targets, lambda t: _compose(ctx, params, t))
         if ctx.channels.email_channel == "smtp":
-            outcomes.update(_send_smtp(ctx, params, letters))
-        else:
-            outcomes.update(_send_portal(ctx, params, letters))
-        return outcomes
+            return _send_smtp(ctx, params, drafts)
+        return _send_portal(ctx, params, drafts)
 
 
 def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter | Outcome:
@@ -98,8 +110,9 @@ def _send_portal(
     outcomes: dict[str, Outcome] = {}
     claims: dict[str, tuple[Letter, Send]] = {}
     unknown: list[str] = []
+    ledger_rows = ledger.claim_many(ctx.session, ctx.portal.id, _keys(letters), "email")
     for letter in letters:
-        row, fresh = ledger.claim(ctx.session, ctx.portal.id, letter.target.key, "email")
+        row, fresh = ledger_rows[letter.target.key]
         if not fresh and row.state is not SendState.CLAIMED:
             outcomes[letter.target.key] = _settled(row, letter)
             continue
@@ -108,8 +121,9 @@ def _send_portal(
             unknown.append(letter.target.key)
     for key, activity_id in _reconcile(ctx, unknown).items():
         letter, row = claims.pop(key)
-        ledger.settle(ctx.session, row, SendState.SENT, str(activity_id), reconciled=True)
+        ledger.mark(row, SendState.SENT, str(activity_id), reconciled=True)
         outcomes[key] = _settled(row, letter)
+    ctx.session.commit()
     if not claims:
         return outcomes
     result = ctx.client.batch(
@@ -178,12 +192,15 @@ def _send_smtp(
 ) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
     comments: dict[str, tuple[str, dict[str, Any]]] = {}
-    for letter in letters:
-        key = letter.target.key
-        row, fresh = ledger.claim(ctx.session, ctx.portal.id, key, "smtp")
+    ledger_rows = ledger.claim_many(ctx.session, ctx.portal.id, _keys(letters), "smtp")
+    for row, fresh in ledger_rows.values():
         if not fresh and row.state is SendState.CLAIMED:
             # SMTP cannot be asked whether a message went out: never risk sending it twice.
-            ledger.settle(ctx.session, row, SendState.FAILED, reason="outcome unknown")
+            ledger.mark(row, SendState.FAILED, reason="outcome unknown")
+    ctx.session.commit()
+    for letter in letters:
+        key = letter.target.key
+        row, _fresh = ledger_rows[key]
         if row.state is not SendState.CLAIMED:
             outcomes[key] = _settled(row, letter)
             continue
@@ -230,6 +247,10 @@ def _settled(row: Send, letter: Letter) -> Outcome:
         return sent(_("E-mail sent to %(to)s.", to=letter.to), activity_id=row.external_id)
     reason = str((row.detail or {}).get("reason", ""))
     return failed("send_error", _("The e-mail was not sent: %(reason)s", reason=reason))
+
+
+def _keys(letters: list[Letter]) -> list[str]:
+    return [letter.target.key for letter in letters]
 
 
 def _plain(html: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flask_babel import gettext as _
@@ -13,12 +14,15 @@ from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
     ENTITY_METHODS,
     ActionContext,
+    Draft,
     Outcome,
     RetryLater,
     Target,
     failed,
-    prepare_each,
+    preview_each,
     sent,
+    template_fields,
+    with_fields,
 )
 from marketapp.models import FieldEdit, Send, SendState
 
@@ -56,20 +60,38 @@ class EditParams(BaseModel):
         return value
 
 
+@dataclass
+class Edit:
+    target: Target
+    before: dict[str, Any]
+    after: dict[str, str]
+
+    def describe(self) -> dict[str, Any]:
+        return {"before": self.before, "after": self.after}
+
+
 class EditRecord:
     code: ClassVar[str] = "edit_record"
     Params: ClassVar[type[BaseModel]] = EditParams
 
-    def run(
-        self, ctx: ActionContext, params: EditParams, targets: list[Target]
-    ) -> dict[str, Outcome]:
+    def fields(self, ctx: ActionContext, params: EditParams) -> set[str] | None:
         assignments = parse_assignments(params.fields)
-        # Every record's values are rendered before the first claim or update.
-        rendered, outcomes = prepare_each(targets, lambda t: _render(t, assignments))
+        return with_fields(template_fields(*assignments.values()), *assignments)
+
+    def preview(
+        self, ctx: ActionContext, params: EditParams, targets: list[Target]
+    ) -> dict[str, Draft | Outcome]:
+        assignments = parse_assignments(params.fields)
+        return preview_each(targets, lambda t: _render(t, assignments))
+
+    def deliver(
+        self, ctx: ActionContext, params: EditParams, drafts: list[Edit]
+    ) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
         updates: dict[str, tuple[str, dict[str, Any]]] = {}
         pending: dict[str, tuple[Send, FieldEdit]] = {}
-        for target, after in rendered:
-            row, edit = _claim(ctx, target, after)
+        for draft, (row, edit) in zip(drafts, _claim(ctx, drafts), strict=True):
+            target = draft.target
             if row.state is not SendState.CLAIMED:
                 outcomes[target.key] = _settled(row, edit)
                 continue
@@ -81,7 +103,7 @@ class EditRecord:
         return outcomes
 
 
-def _render(target: Target, assignments: dict[str, str]) -> tuple[Target, dict[str, str]] | Outcome:
+def _render(target: Target, assignments: dict[str, str]) -> Edit | Outcome:
     record = target.record or {}
     unknown = [f for f in assignments if f not in record]
     if unknown:
@@ -89,28 +111,32 @@ def _render(target: Target, assignments: dict[str, str]) -> tuple[Target, dict[s
             "unknown_field", _("Unknown fields: %(fields)s", fields=", ".join(sorted(unknown)))
         )
     context = templating.record_context(target.entity_type, record)
-    return target, {f: templating.render(v, context) for f, v in assignments.items()}
+    after = {f: templating.render(v, context) for f, v in assignments.items()}
+    return Edit(target, {f: record.get(f) for f in after}, after)
 
 
-def _claim(ctx: ActionContext, target: Target, after: dict[str, str]) -> tuple[Send, FieldEdit]:
-    row, _fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "edit")
-    edit = ctx.session.scalar(
-        select(FieldEdit).where(FieldEdit.portal_id == ctx.portal.id, FieldEdit.key == target.key)
+def _claim(ctx: ActionContext, drafts: list[Edit]) -> list[tuple[Send, FieldEdit]]:
+    """Claim every edit and keep its before-image; one commit for the batch."""
+    keys = [d.target.key for d in drafts]
+    rows = ledger.claim_many(ctx.session, ctx.portal.id, keys, "edit")
+    found = ctx.session.scalars(
+        select(FieldEdit).where(FieldEdit.portal_id == ctx.portal.id, FieldEdit.key.in_(keys))
     )
-    if edit is None:
-        # Kept from the first attempt only: a retry must not record its own edit as "before".
-        record = target.record or {}
-        edit = FieldEdit(
-            portal_id=ctx.portal.id,
-            key=target.key,
-            entity_type=target.entity_type,
-            entity_id=target.entity_id,
-            before={f: record.get(f) for f in after},
-            after=after,
-        )
-        ctx.session.add(edit)
-        ctx.session.commit()
-    return row, edit
+    edits = {edit.key: edit for edit in found}
+    for draft in drafts:
+        if draft.target.key not in edits:
+            # Kept from the first attempt only: a retry must not record its own edit as "before".
+            edits[draft.target.key] = FieldEdit(
+                portal_id=ctx.portal.id,
+                key=draft.target.key,
+                entity_type=draft.target.entity_type,
+                entity_id=draft.target.entity_id,
+                before=draft.before,
+                after=draft.after,
+            )
+            ctx.session.add(edits[draft.target.key])
+    ctx.session.commit()
+    return [(rows[key][0], edits[key]) for key in keys]
 
 
 def _apply(
@@ -149,48 +175,65 @@ class CommentParams(BaseModel):
     text: templating.Template = Field(min_length=1, max_length=20_000)
 
 
+@dataclass
+class Comment:
+    target: Target
+    text: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
 class TimelineComment:
     code: ClassVar[str] = "timeline_comment"
     Params: ClassVar[type[BaseModel]] = CommentParams
 
-    def run(
+    def fields(self, ctx: ActionContext, params: CommentParams) -> set[str] | None:
+        return template_fields(params.text)
+
+    def preview(
         self, ctx: ActionContext, params: CommentParams, targets: list[Target]
+    ) -> dict[str, Draft | Outcome]:
+        return preview_each(targets, lambda t: _comment_text(params, t))
+
+    def deliver(
+        self, ctx: ActionContext, params: CommentParams, drafts: list[Comment]
     ) -> dict[str, Outcome]:
-        # Every comment is rendered before the first one is added.
-        texts, outcomes = prepare_each(targets, lambda t: _comment_text(params, t))
+        outcomes: dict[str, Outcome] = {}
         adds: dict[str, tuple[str, dict[str, Any]]] = {}
-        rows: dict[str, tuple[Send, str]] = {}
-        for target, text in texts:
-            row, fresh = ledger.claim(ctx.session, ctx.portal.id, target.key, "comment")
+        rows: dict[str, Send] = {}
+        keys = [d.target.key for d in drafts]
+        claims = ledger.claim_many(ctx.session, ctx.portal.id, keys, "comment")
+        for draft in drafts:
+            target = draft.target
+            row, fresh = claims[target.key]
             if not fresh and row.state is SendState.CLAIMED:
-                _reconcile(ctx, row, target, text)
+                _reconcile(ctx, row, target, draft.text)
             if row.state is not SendState.CLAIMED:
                 outcomes[target.key] = _comment_outcome(row)
                 continue
-            rows[target.key] = (row, text)
+            rows[target.key] = row
             adds[target.key] = (
                 "crm.timeline.comment.add",
                 {
                     "fields": {
                         "ENTITY_ID": target.entity_id,
                         "ENTITY_TYPE": target.entity_type.lower(),
-                        "COMMENT": text,
+                        "COMMENT": draft.text,
                     }
                 },
             )
+        ctx.session.commit()  # reconciled rows
         if adds:
             result = ctx.client.batch(adds)
-            claimed = {key: row for key, (row, _text) in rows.items()}
-            transient = ledger.settle_batch(ctx.session, claimed, result)
-            outcomes.update(
-                {k: _comment_outcome(r) for k, r in claimed.items() if k not in transient}
-            )
+            transient = ledger.settle_batch(ctx.session, rows, result)
+            outcomes.update({k: _comment_outcome(r) for k, r in rows.items() if k not in transient})
             if transient:
                 raise RetryLater("some comments got a transient error")
         return outcomes
 
 
-def _comment_text(params: CommentParams, target: Target) -> tuple[Target, str] | Outcome:
+def _comment_text(params: CommentParams, target: Target) -> Comment | Outcome:
     context = templating.record_context(target.entity_type, target.record or {})
     text = templating.plain_text(templating.render(params.text, context)).strip()
     if not text:
@@ -199,7 +242,7 @@ def _comment_text(params: CommentParams, target: Target) -> tuple[Target, str] |
         raise templating.TextTooLong(
             _("The comment is longer than %(limit)s characters.", limit=COMMENT_MAX)
         )
-    return target, text
+    return Comment(target, text)
 
 
 def _reconcile(ctx: ActionContext, row: Send, target: Target, text: str) -> None:
@@ -222,7 +265,7 @@ def _reconcile(ctx: ActionContext, row: Send, target: Target, text: str) -> None
         raise RetryLater("cannot reconcile the comment")
     for comment in result.results.get("c") or []:
         if comment.get("COMMENT") == text:
-            ledger.settle(ctx.session, row, SendState.SENT, str(comment.get("ID")), reconciled=True)
+            ledger.mark(row, SendState.SENT, str(comment.get("ID")), reconciled=True)
             return
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
     ActionContext,
+    Draft,
     Outcome,
     RetryLater,
     Target,
@@ -19,9 +20,11 @@ from marketapp.actions.base import (
     failed,
     multifield,
     opted_out,
-    prepare_each,
+    preview_each,
     sent,
     skipped,
+    template_fields,
+    with_fields,
 )
 from marketapp.channels.phones import InvalidPhone, normalize_phone, sms_size
 from marketapp.channels.sms import SmsError, SmsProvider, provider_for
@@ -40,28 +43,47 @@ class Sms:
     phone: str
     text: str
 
+    def describe(self) -> dict[str, Any]:
+        size = sms_size(self.text)
+        return {
+            "phone": self.phone,
+            "text": self.text,
+            "segments": size.segments,
+            "encoding": size.encoding,
+        }
+
 
 class SendSms:
     code: ClassVar[str] = "send_sms"
     Params: ClassVar[type[BaseModel]] = SmsParams
 
-    def run(
+    def fields(self, ctx: ActionContext, params: SmsParams) -> set[str] | None:
+        return with_fields(template_fields(params.text), ctx.channels.no_sms_field)
+
+    def preview(
         self, ctx: ActionContext, params: SmsParams, targets: list[Target]
-    ) -> dict[str, Outcome]:
+    ) -> dict[str, Draft | Outcome]:
         try:
-            provider = provider_for(ctx.channels, ctx.http, ctx.timeout)
+            provider_for(ctx.channels, ctx.http, ctx.timeout)
         except SmsError as exc:
             problem = failed(
                 "gateway_config", _("The SMS gateway is not configured: %(why)s", why=exc)
             )
             return {t.key: problem for t in targets}
-        # Every text is rendered before the first message goes out.
-        messages, outcomes = prepare_each(targets, lambda t: _compose(ctx, params, t))
+        return preview_each(targets, lambda t: _compose(ctx, params, t))
+
+    def deliver(
+        self, ctx: ActionContext, params: SmsParams, drafts: list[Sms]
+    ) -> dict[str, Outcome]:
+        provider = provider_for(ctx.channels, ctx.http, ctx.timeout)  # checked by preview
+        keys = [d.target.key for d in drafts]
+        ledger_rows = ledger.claim_many(ctx.session, ctx.portal.id, keys, "sms")
+        outcomes: dict[str, Outcome] = {}
         comments: dict[str, tuple[str, dict[str, Any]]] = {}
         retry = False
-        for sms in messages:
+        for sms in drafts:
             try:
-                outcome, fresh = _deliver(ctx, provider, params, sms)
+                outcome, fresh = _deliver(ctx, provider, params, sms, ledger_rows[sms.target.key])
             except RetryLater:
                 retry = True
                 continue
@@ -104,10 +126,10 @@ def _compose(ctx: ActionContext, params: SmsParams, target: Target) -> Sms | Out
 
 
 def _deliver(
-    ctx: ActionContext, provider: SmsProvider, params: SmsParams, sms: Sms
+    ctx: ActionContext, provider: SmsProvider, params: SmsParams, sms: Sms, claim: tuple[Send, bool]
 ) -> tuple[Outcome, bool]:
     key = sms.target.key
-    row, fresh = ledger.claim(ctx.session, ctx.portal.id, key, "sms")
+    row, fresh = claim
     if not fresh and row.state is SendState.CLAIMED:
         _reconcile(ctx, row)
     if row.state is not SendState.CLAIMED:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import nh3
 from flask_babel import gettext as _
 from jinja2 import Template as JinjaTemplate
-from jinja2 import TemplateError
+from jinja2 import TemplateError, nodes
 from pydantic import AfterValidator
 
 from marketapp.actions import sandbox
@@ -21,7 +21,17 @@ from marketapp.actions.sandbox import MAX_TEXT, TemplateProblem, TextTooLong
 
 _env = sandbox.LimitedSandbox()
 
-__all__ = ["MAX_TEXT", "Template", "TemplateProblem", "TextTooLong", "check", "render"]
+__all__ = [
+    "MAX_TEXT",
+    "Template",
+    "TemplateProblem",
+    "TextTooLong",
+    "check",
+    "render",
+    "template_fields",
+]
+# The names under which a template sees CRM records (see :func:`record_context`).
+RECORD_NAMES = frozenset({"record", "client", "contact", "company", "deal", "lead"})
 
 
 def _problem(exc: BaseException) -> TemplateProblem:
@@ -85,6 +95,29 @@ def render(source: str, context: dict[str, Any], limit: int = MAX_TEXT) -> str:
         raise _problem(exc) from None
     finally:
         sandbox.end_budget(token)
+
+
+def template_fields(source: str) -> set[str] | None:
+    """The CRM fields ``source`` reads (``{{ contact.NAME }}`` → ``NAME``), so that records can
+    be read with a narrow ``select``; ``None`` when it uses a record any other way (a loop over
+    it, ``record[name]``, a method call, a variable of that name): then every field is needed."""
+    check(source)
+    tree = _env.parse(source)
+    names = [n for n in tree.find_all(nodes.Name) if n.name in RECORD_NAMES]
+    if any(n.ctx != "load" for n in names):
+        return None
+    called = {id(c.node) for c in tree.find_all(nodes.Call)}
+    fields: dict[int, str] = {}  # id of the record name -> the field read from it
+    for access in tree.find_all(nodes.Getattr):
+        if id(access) not in called:
+            fields[id(access.node)] = access.attr
+    for item in tree.find_all(nodes.Getitem):
+        if isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            fields[id(item.node)] = item.arg.value
+    read = [fields.get(id(n), "") for n in names]
+    if not all(f and not f.startswith("_") for f in read):
+        return None
+    return {f.upper() for f in read}
 
 
 def sanitize_html(markup: str) -> str:

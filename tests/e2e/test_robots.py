@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from marketapp.channel_settings import channel_settings
 from marketapp.db import db_session
+from marketapp.devportal.seed import INVALID_PHONES
 from marketapp.models import FieldEdit, Portal, RobotCall, Send, SmsMessage
 from tests.e2e.harness import Installed
 
@@ -24,7 +25,10 @@ EMAIL = {
 def contact_with(installed: Installed, *, email: bool = True, phone: bool = True) -> dict[str, Any]:
     for contact in installed.emu("GET", f"/portals/{installed.member_id}/crm/contact"):
         has_email = bool(contact.get("EMAIL"))
-        has_mobile = any(p["VALUE_TYPE"] == "MOBILE" for p in contact.get("PHONE") or [])
+        has_mobile = any(
+            p["VALUE_TYPE"] == "MOBILE" and p["VALUE"] not in INVALID_PHONES
+            for p in contact.get("PHONE") or []
+        )
         if has_email == email and has_mobile == phone and contact["UF_CRM_NO_EMAIL"] == "N":
             return dict(contact)
     raise LookupError("no such seeded contact")

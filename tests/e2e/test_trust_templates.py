@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from marketapp.db import db_session
 from marketapp.devportal import DevportalServer
+from marketapp.devportal.seed import INVALID_PHONES
 from marketapp.models import RobotCall, SmsMessage
 from tests.e2e.harness import AppServer, Installed, install, start_app
 from tests.e2e.test_robots import EMAIL, contact_with, run, workflow
@@ -39,7 +40,14 @@ def comments_of(installed: Installed, contact_id: Any) -> list[str]:
 
 def sms_contacts(installed: Installed, n: int) -> list[dict[str, Any]]:
     contacts = installed.emu("GET", f"/portals/{installed.member_id}/crm/contact")
-    mobile = [c for c in contacts if any(p["VALUE_TYPE"] == "MOBILE" for p in c.get("PHONE") or [])]
+    mobile = [
+        c
+        for c in contacts
+        if any(
+            p["VALUE_TYPE"] == "MOBILE" and p["VALUE"] not in INVALID_PHONES
+            for p in c.get("PHONE") or []
+        )
+    ]
     return [dict(c) for c in mobile[:n]]
 
 
