@@ -194,7 +194,8 @@ def _legacy_methods(entity: str) -> None:
         ]
         rows = crm.sort_records(rows, order, lambda r, n: crm.legacy_getter(entity, r)(n))
         page = paginate(rows, params)
-        fields = phpform.as_list(select) if select else ["*"]
+        # Docs: without select, "*" plus "UF_*" (multifields only when named).
+        fields = phpform.as_list(select) if select else ["*", "UF_*"]
         page.items = [crm.legacy_view(entity, r, fields) for r in page.items]
         return page
 
