@@ -319,7 +319,9 @@ def set_faults(member: str) -> Response:
 def seed_portal(member: str) -> Response:
     """``{"n": 20}``: n contacts, n/2 of the rest; or per entity: ``{"contacts": 10000}``."""
     body = _body()
-    counts = {k: int(body[k]) for k in ("contacts", "companies", "deals", "leads") if k in body}
+    counts: dict[str, int] = {
+        k: int(body[k]) for k in ("contacts", "companies", "deals", "leads") if k in body
+    }
     if any(v < 0 or v > 200_000 for v in counts.values()):
         raise ValueError("seed counts must be between 0 and 200000")
     n = int(body.get("n", 0 if counts else 20))

@@ -15,7 +15,7 @@ def test_entity_fields_describe_standard_and_custom_fields(harness: Harness, ent
     fields = p.ok(f"crm.{entity}.fields")
     assert fields["ID"]["type"] == "integer" and fields["ID"]["isReadOnly"] is True
     for spec in fields.values():
-        assert FLAGS <= set(spec) and spec["type"] and spec["title"]
+        assert set(spec) >= FLAGS and spec["type"] and spec["title"]
     custom = {k: v for k, v in fields.items() if k.startswith("UF_")}
     assert custom and all(
         v["isDynamic"] and v["listLabel"] and v["formLabel"] for v in custom.values()

@@ -1,4 +1,4 @@
-"""tasks.task.get/update, im.notify.personal.add, timeline comment update/delete, activity delete."""
+"""tasks.task.get/update, im.notify.personal.add, comment update/delete, crm.activity.delete."""
 
 from __future__ import annotations
 

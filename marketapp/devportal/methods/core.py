@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from marketapp.devportal import crm
@@ -129,6 +130,10 @@ def _user_filter(params: dict[str, Any]) -> dict[str, Any]:
     return flt
 
 
+def _getter(row: dict[str, Any]) -> Callable[[str], Any]:
+    return lambda name: row.get(name.upper())
+
+
 @method("user.get", ("user", "user_brief", "user_basic"))
 def user_get(ctx: Ctx, params: dict[str, Any]) -> ListPage:
     """Every user (terminated ones too unless ``ACTIVE``), sorted by ``sort``/``order``, 50 a page.
@@ -138,7 +143,7 @@ def user_get(ctx: Ctx, params: dict[str, Any]) -> ListPage:
     """
     flt = _user_filter(params)
     rows = [_user_row(u) for u in ctx.portal.users.values()]
-    rows = [r for r in rows if crm.matches(lambda n, r=r: r.get(n.upper()), flt)]
+    rows = [r for r in rows if crm.matches(_getter(r), flt)]
     sort = str(param(params, "sort", default="ID") or "ID").upper()
     direction = str(param(params, "order", default="ASC") or "ASC").upper()
     rows = crm.sort_records(rows, {sort: direction}, lambda r, n: r.get(n))
