@@ -25,7 +25,8 @@
 })();
 
 // Admin settings form: JSON to /api/settings; the server validates and answers field errors.
-(function () {
+// This script loads in <head>: the form exists only once the document is parsed.
+document.addEventListener("DOMContentLoaded", function () {
   var form = document.getElementById("settings");
   if (!form) { return; }
   function toggle() {
@@ -56,4 +57,4 @@
       out.textContent = res.ok ? "✓" : res.body.error_description;
     });
   });
-})();
+});

@@ -4,13 +4,17 @@
   ``/api/sms/size``): now a clear 400 that changes nothing.
 - A NUL or other control character in a settings string was stored (PostgreSQL refuses it: a 500
   there; SQLite kept ``1.1.1.1\\x00.evil`` as the SMTP host): now a 400 naming the field.
+- In Chromium the admin's *Save* on the main page sent nothing (the form's script ran before the
+  form existed).
 """
 
 from __future__ import annotations
 
 import pytest
 import requests
+from playwright.sync_api import sync_playwright
 
+from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.e2e.harness import Installed
 from tests.e2e.test_settings import save, session_for
 
@@ -67,3 +71,24 @@ def test_control_characters_in_sms_credentials_are_refused(installed: Installed)
     )
     assert resp.status_code == 400, resp.text
     assert "sms_credentials" in resp.json()["error_description"]
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_admin_saves_settings_from_the_main_page_in_a_browser(installed: Installed) -> None:
+    """The settings form's script ran in <head>, before the form existed: Save did nothing."""
+    base = installed.portal()["shell_url"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}marketplace/app/{installed.client_id}/?user=1")
+            frame = page.frame_locator("#slider-frame")
+            frame.locator("input[name=default_country]").fill("DE")
+            frame.locator("#settings button[type=submit]").click()
+            frame.locator("#settings-result:has-text('✓')").wait_for(timeout=15_000)
+        finally:
+            browser.close()
+    headers = session_for(installed)
+    stored = requests.get(f"{installed.app.url}/api/settings", headers=headers, timeout=10).json()
+    assert stored["default_country"] == "DE"
