@@ -70,6 +70,12 @@ def _parse(value: Any) -> date | datetime | None:
     return parsed.date() if len(text) == 10 else parsed
 
 
+def _plain(text: str) -> str:
+    """CLDR puts (narrow) no-break spaces in dates (``8 марта 2025 г.``, ``10:00 AM``): plain
+    spaces keep an SMS in the GSM alphabet and texts comparable."""
+    return str(text).replace("\u202f", " ").replace("\u00a0", " ")
+
+
 @pass_context
 def date_filter(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
     """A date in the portal's language; text that is not a date is shown as it is."""
@@ -80,7 +86,7 @@ def date_filter(context: Context, value: Any, format: str = "medium") -> str:  #
         return str(value)
     check_format(format)
     day = parsed.date() if isinstance(parsed, datetime) else parsed
-    return str(format_date(day, format=format, locale=_language(context)))
+    return _plain(format_date(day, format=format, locale=_language(context)))
 
 
 @pass_context
@@ -98,7 +104,7 @@ def datetime_filter(context: Context, value: Any, format: str = "medium") -> str
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     # Babel would fall back to the server's local zone: always name one.
-    return str(format_datetime(parsed, format=format, tzinfo=zone, locale=_language(context)))
+    return _plain(format_datetime(parsed, format=format, tzinfo=zone, locale=_language(context)))
 
 
 def plural_form(number: Any, forms: tuple[str, ...]) -> str:

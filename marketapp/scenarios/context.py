@@ -28,6 +28,9 @@ def template_context(
 ) -> dict[str, Any]:
     """The render context: ``record_ctx`` (from ``templating.record_context``) plus the rest."""
     context = dict(record_ctx)
+    if "deal" in context:
+        # A deal without a contact or company: ``client.NAME`` is empty, not an error.
+        context.setdefault("client", {})
     context["params"] = dict(params)
     context["const"] = dict(constants)
     context["user"] = user_view(user or {})

@@ -234,7 +234,8 @@ def _shape_message(error: Any, language: str) -> str:
     if kind in _TYPE_ERRORS:
         return message(language, "type", expected=type_name(language, _TYPE_ERRORS[kind]))
     if kind == "literal_error":
-        return message(language, "choice", expected=ctx.get("expected", "").replace("'", ""))
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return message(language, "choice", expected=expected)
     if kind == "string_too_short":
         if ctx.get("min_length") == 1:
             return message(language, "empty")
