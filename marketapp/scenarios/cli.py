@@ -235,25 +235,97 @@ def library_command(language: str, as_json: bool) -> None:
 @click.option("--update", is_flag=True, help="also replace scenarios the portal changed since")
 @json_option
 def install_library_command(member_id: str, update: bool, as_json: bool) -> None:
-    """Save the shipped scenarios, in the portal's language (again: nothing changes)."""
-    from marketapp.scenarios import versions
+    """Save the shipped scenarios, in the portal's language (again: nothing changes).
+
+    Each one is saved even when the portal still lacks a constant or field it uses; those
+    are listed, to be set before a launch.
+    """
+    from marketapp.bitrix.client import client_for
+    from marketapp.scenarios import transfer, versions
 
     with _portal_session(member_id, as_json) as (session, portal):
-        rows = []
-        for defn in _library(portal.language):
+        library = _library(portal.language)
+        # Ask the portal first: its client writes (tokens, rate buckets) in its own session.
+        client = client_for(portal)
+        lacking = {d.key: transfer.missing_on(session, portal, d, client) for d in library}
+        rows: list[dict[str, Any]] = []
+        for defn in library:
             before = versions.latest_version(session, portal, defn.key)
-            if before is not None and not update:
-                saved, outcome = before, "kept"
-            else:
+            saved = before if before is not None and not update else None
+            if saved is None:
                 saved = versions.save(session, portal, defn)
-                outcome = "installed" if before is None or saved.number > before.number else "kept"
-            rows.append({"key": defn.key, "version": saved.number, "outcome": outcome})
+            outcome = "installed" if before is None else "kept"
+            if before is not None and saved.number > before.number:
+                outcome = "updated"
+            row: dict[str, Any] = {"key": defn.key, "version": saved.number, "outcome": outcome}
+            if lacking[defn.key]:
+                row["missing"] = lacking[defn.key].describe()
+            rows.append(row)
         session.commit()
     if as_json:
         _print_json(rows)
         return
     for row in rows:
         click.echo(f"{row['outcome']}: {row['key']} v{row['version']}")
+        if "missing" in row:
+            click.echo(f"  the portal lacks: {_lacks(row['missing'])}")
+
+
+@scenarios.command("constants")
+@portal_option
+@json_option
+def constants_command(member_id: str, as_json: bool) -> None:
+    """The portal's constants (``const.<code>`` in templates)."""
+    from marketapp.scenarios.constants import list_constants
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        rows = [
+            {"code": c.code, "value": c.value, "label": c.label}
+            for c in list_constants(session, portal)
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no constants")
+    for row in rows:
+        click.echo(f"{row['code']} = {row['value']!r}  {row['label']}".rstrip())
+
+
+@scenarios.command("set-constant")
+@click.argument("code")
+@click.argument("value")
+@portal_option
+@click.option("--label", default="", help="what it is, for the admin pages")
+@json_option
+def set_constant_command(code: str, value: str, member_id: str, label: str, as_json: bool) -> None:
+    """Create or change the constant CODE."""
+    from marketapp.scenarios.constants import set_constant
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        set_constant(session, portal, code, value, label)
+        session.commit()
+    if as_json:
+        _print_json({"code": code, "value": value})
+    else:
+        click.echo(f"{code} set")
+
+
+@scenarios.command("unset-constant")
+@click.argument("code")
+@portal_option
+@json_option
+def unset_constant_command(code: str, member_id: str, as_json: bool) -> None:
+    """Delete the constant CODE (scenarios that use it stop validating on import)."""
+    from marketapp.scenarios.constants import delete_constant
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        deleted = delete_constant(session, portal, code)
+        session.commit()
+    if as_json:
+        _print_json({"code": code, "deleted": deleted})
+    else:
+        click.echo(f"{code} deleted" if deleted else f"no constant {code}")
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -283,6 +355,7 @@ def _reported(as_json: bool) -> Iterator[None]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from marketapp.bitrix.errors import BitrixError
+    from marketapp.scenarios.constants import ConstantError
     from marketapp.scenarios.definition import DefinitionError, Problem
     from marketapp.scenarios.transfer import TransferError
     from marketapp.scenarios.versions import NotFound
@@ -293,6 +366,8 @@ def _reported(as_json: bool) -> Iterator[None]:
         _fail(exc.problems, as_json, missing=exc.missing.describe() if exc.missing else None)
     except DefinitionError as exc:
         _fail(exc.problems, as_json)
+    except ConstantError as exc:
+        _fail([Problem("", str(exc))], as_json)
     except NotFound as exc:
         _fail([Problem("", str(exc))], as_json)
     except click.ClickException as exc:
@@ -366,6 +441,13 @@ def _imported_row(result: Any) -> dict[str, Any]:
         "digest": version.digest,
         "created": result.created,
     }
+
+
+def _lacks(missing: dict[str, Any]) -> str:
+    parts = [f"constant {code}" for code in missing["constants"]]
+    parts += [f"{e} field {n}" for e, names in missing["fields"].items() for n in names]
+    parts += [f"contact/company field {n}" for n in missing["client_fields"]]
+    return ", ".join(parts)
 
 
 def _name(definition: dict[str, Any], language: str) -> str:

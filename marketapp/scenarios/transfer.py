@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from marketapp.bitrix.errors import BitrixError
-from marketapp.models import Portal, PortalConstant, ScenarioVersion
+from marketapp.models import Portal, ScenarioVersion
 from marketapp.scenarios import versions
+from marketapp.scenarios.constants import constant_values
 from marketapp.scenarios.definition import (
     SCHEMA_VERSION,
     DefinitionError,
@@ -167,8 +167,7 @@ def missing_on(
 ) -> Missing:
     """The constants and CRM fields ``defn`` uses that ``portal`` does not have."""
     needs = requirements(defn)
-    query = select(PortalConstant.code).where(PortalConstant.portal_id == portal.id)
-    lacking = Missing(constants=sorted(needs.constants - set(session.scalars(query))))
+    lacking = Missing(constants=sorted(needs.constants - set(constant_values(session, portal))))
     known: dict[str, set[str]] = {}
 
     def fields_of(entity: str) -> set[str]:

@@ -164,10 +164,30 @@ def test_unknown_names_are_clear_errors(run: Any, installed: Installed, tmp_path
 
 def test_library_installs_once(run: Any, installed: Installed) -> None:
     shipped = json.loads(run("library", "--json").output)
-    assert shipped
+    assert len(shipped) >= 8
     portal = ["--portal", installed.member_id, "--json"]
     first = json.loads(run("install-library", *portal).output)
     assert {row["outcome"] for row in first} == {"installed"}
-    second = json.loads(run("install-library", *portal).output)
+    lacking = {row["key"]: row["missing"]["constants"] for row in first if "missing" in row}
+    assert lacking["welcome-series"] == ["company_name"]  # uses {{ const.company_name }}
+    run("set-constant", "company_name", "Acme", "--portal", installed.member_id)
+    second = json.loads(run("install-library", *portal, "--update").output)
     assert {row["outcome"] for row in second} == {"kept"}
+    assert all("missing" not in row for row in second)
     assert len(json.loads(run("list", *portal).output)) == len(shipped)
+
+
+def test_constants(run: Any, installed: Installed) -> None:
+    portal = ["--portal", installed.member_id]
+    assert run("constants", *portal).output.strip() == "no constants"
+    run("set-constant", "company_name", "Acme", *portal, "--label", "Company")
+    run("set-constant", "company_name", "Acme Ltd", *portal)
+    assert json.loads(run("constants", *portal, "--json").output) == [
+        {"code": "company_name", "value": "Acme Ltd", "label": ""}
+    ]
+    assert "lowercase" in run("set-constant", "Bad-Code", "x", *portal, code=1).output
+    assert "control" in run("set-constant", "nul", "a\x00b", *portal, code=1).output
+    assert run("unset-constant", "company_name", *portal).output.strip() == "company_name deleted"
+    assert run("unset-constant", "company_name", *portal).output.strip() == (
+        "no constant company_name"
+    )

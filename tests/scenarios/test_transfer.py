@@ -182,3 +182,31 @@ def test_an_invalid_scenario_points_into_the_document(app: Flask) -> None:
     with app.app_context(), pytest.raises(transfer.TransferError) as caught:
         transfer.read_document(json.dumps(_document(broken)))
     assert all(p.path.startswith("scenario") for p in caught.value.problems)
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_every_library_scenario_round_trips_onto_portal_2(
+    session: Session,
+    devportal: DevportalServer,
+    app_server: AppServer,
+    installed: Installed,
+    language: str,
+) -> None:
+    from marketapp.scenarios.library import load_library
+
+    second = install(devportal, app_server, portal_number=2)
+    one, two = _portal(session, installed), _portal(session, second)
+    library = load_library(language)
+    saved = [versions.save(session, one, defn) for defn in library]
+    session.commit()
+    for version in saved:
+        key = version.definition["key"]
+        document = json.loads(transfer.dumps(transfer.export_document(session, one, key)))
+        have = set(session.scalars(select(PortalConstant.code).filter_by(portal_id=two.id)))
+        for code in set(document["requires"]["constants"]) - have:
+            session.add(PortalConstant(portal_id=two.id, code=code, value="x"))
+        session.commit()
+        result = transfer.import_document(session, two, document, client_for(two))
+        assert result.version.digest == version.digest, key
+        assert result.version.definition == version.definition
+    assert len(versions.list_scenarios(session, two)) == len(library) >= 8
