@@ -219,8 +219,9 @@ def _parsed(data: str | bytes | Any) -> Any:
         if len(data) > MAX_DOCUMENT_BYTES:
             raise TransferError([Problem("", _("The file is larger than 1 MB."))])
         try:
-            return json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
+            text = data.decode("utf-8-sig") if isinstance(data, bytes) else data  # editors' BOM
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             message = _(
                 "The file is not valid JSON (line %(line)s).", line=getattr(exc, "lineno", 1)
             )

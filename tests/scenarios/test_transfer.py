@@ -158,6 +158,8 @@ def _document(defn: dict[str, Any], **changes: Any) -> dict[str, Any]:
     [
         (b'{"format": "smart-scenarios", ', "", "not valid JSON"),
         (b"\xff\xfe not text", "", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "", "not valid JSON"),  # past the parser's recursion
+        (b"{}" + b" " * (1024 * 1024), "", "larger than 1 MB"),
         (b"[1, 2]", "", "JSON object"),
         (b'"a string"', "", "JSON object"),
         (json.dumps(_document(definition(), format="other")), "format", "not a scenario file"),
@@ -174,6 +176,12 @@ def test_a_broken_file_is_a_clear_error(
     (problem,) = caught.value.problems
     assert problem.path == path
     assert needle in problem.message
+
+
+def test_a_byte_order_mark_is_fine(app: Flask) -> None:
+    text = "\ufeff" + json.dumps(_document(definition()), ensure_ascii=False)
+    with app.app_context():
+        assert transfer.read_document(text.encode("utf-8")).key == "welcome"
 
 
 def test_an_invalid_scenario_points_into_the_document(app: Flask) -> None:
