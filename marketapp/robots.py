@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from marketapp.channel_settings import channel_settings
 from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
+from marketapp.leases import Leases
 from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
 from marketapp.robot_origin import confirmed
 
@@ -42,6 +43,7 @@ LEASE = timedelta(minutes=5)
 # ``failed`` instead of being run again (``attempts`` counts such take-overs only: a release
 # for a retry or parking is an orderly end, not a failed attempt).
 MAX_TAKEOVERS = 3
+LEASES = Leases(RobotCall, RobotCallState.QUEUED, RobotCallState.RUNNING, LEASE)
 
 
 def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> bool:
@@ -96,7 +98,7 @@ def process_robot_calls(portal_id: int) -> None:
             except PortalUnavailable as exc:
                 # Parked: the calls wait (queued) until a new install or page POST heals it.
                 log.warning("portal unavailable", extra={"portal_id": portal_id, "why": str(exc)})
-                _release(session, calls)
+                LEASES.release(session, calls)
                 return
             except (RetryLater, BitrixError) as exc:
                 if isinstance(exc, BitrixError) and not exc.retryable:
@@ -104,7 +106,7 @@ def process_robot_calls(portal_id: int) -> None:
                 log.warning(
                     "robot calls will be retried", extra={"portal_id": portal_id, "why": str(exc)}
                 )
-                _release(session, calls)
+                LEASES.release(session, calls)
                 retry = True
                 break
     if retry:
@@ -115,17 +117,12 @@ def process_robot_calls(portal_id: int) -> None:
 def sweep_robot_calls() -> None:
     """Re-queue calls nobody is working on: a dead worker's lease ran out, or a portal healed."""
     session = db_session()
-    stale = datetime.now(UTC) - timedelta(minutes=1)
     portal_ids = session.scalars(
         select(RobotCall.portal_id)
         .join(Portal, Portal.id == RobotCall.portal_id)
         .where(
             Portal.status == PortalStatus.ACTIVE,
-            or_(
-                (RobotCall.state == RobotCallState.QUEUED) & (RobotCall.updated_at < stale),
-                (RobotCall.state == RobotCallState.RUNNING)
-                & (RobotCall.lease_until < datetime.now(UTC)),
-            ),
+            LEASES.needs_sweep(datetime.now(UTC), idle=timedelta(minutes=1)),
         )
         .distinct()
     ).all()
@@ -148,43 +145,7 @@ def _context(session: Session, portal: Portal) -> ActionContext:
 
 
 def _claim(session: Session, portal_id: int) -> list[RobotCall]:
-    now = datetime.now(UTC)
-    candidates = session.scalars(
-        select(RobotCall.id)
-        .where(
-            RobotCall.portal_id == portal_id,
-            or_(
-                RobotCall.state == RobotCallState.QUEUED,
-                (RobotCall.state == RobotCallState.RUNNING) & (RobotCall.lease_until < now),
-            ),
-        )
-        .order_by(RobotCall.id)
-        .limit(GROUP_SIZE)
-    ).all()
-    claimed: list[int] = []
-    for call_id in candidates:
-        taken = session.execute(
-            update(RobotCall)
-            .where(
-                RobotCall.id == call_id,
-                or_(
-                    RobotCall.state == RobotCallState.QUEUED,
-                    (RobotCall.state == RobotCallState.RUNNING) & (RobotCall.lease_until < now),
-                ),
-            )
-            .values(
-                state=RobotCallState.RUNNING,
-                lease_until=now + LEASE,
-                attempts=case(
-                    (RobotCall.state == RobotCallState.RUNNING, RobotCall.attempts + 1),
-                    else_=RobotCall.attempts,
-                ),
-            )
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(call_id)
-    session.commit()
-    calls = list(session.scalars(select(RobotCall).where(RobotCall.id.in_(claimed))))
+    calls = list(LEASES.claim(session, RobotCall.portal_id == portal_id, limit=GROUP_SIZE))
     for call in calls:
         if call.attempts >= MAX_TAKEOVERS and not call.status:
             _give_up(call)
@@ -202,14 +163,6 @@ def _give_up(call: RobotCall) -> None:
     call.status = outcome.status
     call.return_values = outcome.return_values()
     call.log_message = outcome.message
-
-
-def _release(session: Session, calls: list[RobotCall]) -> None:
-    for call in calls:
-        if call.state is RobotCallState.RUNNING:
-            call.state = RobotCallState.QUEUED
-            call.lease_until = None
-    session.commit()
 
 
 def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
