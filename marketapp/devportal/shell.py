@@ -219,8 +219,13 @@ def ui_event() -> Response:
 def run_robot() -> Response:
     emu, portal = _ctx()
     data = request.get_json(force=True)
+    properties = data.get("properties")
+    if properties is None:  # as the automation rule would: the values saved in its settings
+        with emu.lock:
+            saved = emu.install_of(portal, data["client_id"]).robot_settings.get(data["code"])
+            properties = dict(saved) if saved else None
     wf = robots.run_robot(
-        emu, portal, data["client_id"], data["code"], data["document_id"], data.get("properties")
+        emu, portal, data["client_id"], data["code"], data["document_id"], properties
     )
     return Response(json.dumps({"workflow_id": wf.id}), mimetype="application/json")
 

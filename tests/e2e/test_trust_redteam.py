@@ -6,6 +6,8 @@
   there; SQLite kept ``1.1.1.1\\x00.evil`` as the SMTP host): now a 400 naming the field.
 - In Chromium the admin's *Save* on the main page sent nothing (the form's script ran before the
   form existed).
+- The emulator's *Run robot* on a card ignored the values saved in *Robot settings*: every robot
+  answered ``invalid_settings``.
 """
 
 from __future__ import annotations
@@ -92,3 +94,31 @@ def test_admin_saves_settings_from_the_main_page_in_a_browser(installed: Install
     headers = session_for(installed)
     stored = requests.get(f"{installed.app.url}/api/settings", headers=headers, timeout=10).json()
     assert stored["default_country"] == "DE"
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_run_robot_on_a_card_uses_the_values_saved_in_its_settings(installed: Installed) -> None:
+    """The shell's *Run robot* ran with empty properties: every robot answered invalid_settings."""
+    installed.portal("/seed", "POST", n=3)
+    base = installed.portal()["shell_url"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}crm/contact/details/1/?user=1")
+            page.click("#robot-settings .menu-button")
+            page.click("#robot-settings li[data-code=timeline_comment]")
+            page.frame_locator("#slider-frame").locator("[name=text]").fill("Hi {{ contact.NAME }}")
+            page.wait_for_timeout(500)
+            page.click("#slider-close")
+            page.click("#robots .menu-button")
+            page.click("#robots li[data-code=timeline_comment]")
+            started = page.locator("#robots li[data-code=timeline_comment]:has-text('→')")
+            started.wait_for(state="attached")
+        finally:
+            browser.close()
+    installed.settle()
+    flows = [w for w in installed.emu("GET", "/workflows") if w["robot_code"] == "timeline_comment"]
+    assert flows and flows[-1]["properties"]["text"] == "Hi {{ contact.NAME }}"
+    assert flows[-1]["return_values"]["status"] == "sent", flows[-1]
