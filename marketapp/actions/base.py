@@ -169,6 +169,27 @@ class Action(Protocol):
         ...
 
 
+def ui(
+    en: str,
+    ru: str,
+    *,
+    kind: str | None = None,
+    options: dict[str, str] | None = None,
+    hint: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """How a parameter is shown (``Field(json_schema_extra=ui(...))``): its label in English and
+    Russian, the input ``kind`` (``string``, ``text``; a ``Literal`` is a ``select``), option
+    titles, a hint. The robots' ``PROPERTIES`` and their settings page are built from it."""
+    shown: dict[str, Any] = {"label": {"en": en, "ru": ru}}
+    if kind:
+        shown["kind"] = kind
+    if options:
+        shown["options"] = options
+    if hint:
+        shown["hint"] = hint
+    return shown
+
+
 def template_fields(*sources: str) -> set[str] | None:
     """The record fields a set of templates reads (``None``: they need every field)."""
     fields: set[str] = set()

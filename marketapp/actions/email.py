@@ -25,6 +25,7 @@ from marketapp.actions.base import (
     sent,
     skipped,
     template_fields,
+    ui,
     with_fields,
 )
 from marketapp.channels.smtp import SmtpError, send_email
@@ -39,11 +40,37 @@ BODY_MAX = 256 * 1024
 
 
 class EmailParams(BaseModel):
-    subject: templating.Template = Field(min_length=1, max_length=255)
-    body: templating.Template = Field(min_length=1, max_length=100_000)
-    body_type: Literal["html", "text"] = "html"
-    address_type: Literal["auto", "WORK", "HOME", "MAILING", "OTHER"] = "auto"
-    sender: str = Field(default="", max_length=255)
+    subject: templating.Template = Field(
+        min_length=1, max_length=255, json_schema_extra=ui("Subject", "Тема")
+    )
+    body: templating.Template = Field(
+        min_length=1,
+        max_length=100_000,
+        json_schema_extra=ui("Message", "Текст письма", kind="text"),
+    )
+    body_type: Literal["html", "text"] = Field(
+        default="html",
+        json_schema_extra=ui(
+            "Message format", "Формат письма", options={"html": "HTML", "text": "Text"}
+        ),
+    )
+    address_type: Literal["auto", "WORK", "HOME", "MAILING", "OTHER"] = Field(
+        default="auto",
+        json_schema_extra=ui(
+            "Address",
+            "Адрес",
+            options={
+                "auto": "Auto",
+                "WORK": "Work",
+                "HOME": "Home",
+                "MAILING": "Mailing",
+                "OTHER": "Other",
+            },
+        ),
+    )
+    sender: str = Field(
+        default="", max_length=255, json_schema_extra=ui("Sender mailbox", "Ящик отправителя")
+    )
 
 
 @dataclass

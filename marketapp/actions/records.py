@@ -22,6 +22,7 @@ from marketapp.actions.base import (
     preview_each,
     sent,
     template_fields,
+    ui,
     with_fields,
 )
 from marketapp.models import FieldEdit, Send, SendState
@@ -51,7 +52,16 @@ def parse_assignments(text: str) -> dict[str, str]:
 
 
 class EditParams(BaseModel):
-    fields: str = Field(min_length=1, max_length=20_000)
+    fields: str = Field(
+        min_length=1,
+        max_length=20_000,
+        json_schema_extra=ui(
+            "Fields",
+            "Поля",
+            kind="text",
+            hint={"en": "NAME = {{ contact.NAME }}", "ru": "NAME = {{ contact.NAME }}"},
+        ),
+    )
 
     @field_validator("fields")
     @classmethod
@@ -172,7 +182,9 @@ COMMENT_MAX = 10_000
 
 
 class CommentParams(BaseModel):
-    text: templating.Template = Field(min_length=1, max_length=20_000)
+    text: templating.Template = Field(
+        min_length=1, max_length=20_000, json_schema_extra=ui("Comment", "Комментарий", kind="text")
+    )
 
 
 @dataclass

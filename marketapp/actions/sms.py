@@ -24,6 +24,7 @@ from marketapp.actions.base import (
     sent,
     skipped,
     template_fields,
+    ui,
     with_fields,
 )
 from marketapp.channels.phones import InvalidPhone, normalize_phone, sms_size
@@ -32,9 +33,26 @@ from marketapp.models import Send, SendState, SmsMessage
 
 
 class SmsParams(BaseModel):
-    text: templating.Template = Field(min_length=1, max_length=2000)
-    phone_type: Literal["auto", "MOBILE", "WORK", "HOME", "OTHER"] = "auto"
-    sender_name: str = Field(default="", max_length=64)
+    text: templating.Template = Field(
+        min_length=1, max_length=2000, json_schema_extra=ui("Text", "Текст", kind="text")
+    )
+    phone_type: Literal["auto", "MOBILE", "WORK", "HOME", "OTHER"] = Field(
+        default="auto",
+        json_schema_extra=ui(
+            "Phone",
+            "Телефон",
+            options={
+                "auto": "Auto",
+                "MOBILE": "Mobile",
+                "WORK": "Work",
+                "HOME": "Home",
+                "OTHER": "Other",
+            },
+        ),
+    )
+    sender_name: str = Field(
+        default="", max_length=64, json_schema_extra=ui("Sender name", "Имя отправителя")
+    )
 
 
 @dataclass

@@ -7,7 +7,11 @@ match it. Names and descriptions are given in Russian and English (Bitrix24 pick
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
+
+from marketapp.actions import ACTIONS
 
 ENTITIES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
 PLACEMENT_KINDS = ("LIST_TOOLBAR", "LIST_MENU", "DETAIL_TOOLBAR")
@@ -51,6 +55,27 @@ def _prop(
     return prop
 
 
+def properties_of(params: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """A robot's ``PROPERTIES`` from its action's parameter model and the fields' ``ui(...)``."""
+    props: dict[str, dict[str, Any]] = {}
+    for name, info in params.model_fields.items():
+        shown = info.json_schema_extra
+        assert isinstance(shown, dict), f"{params.__name__}.{name} has no ui(...)"
+        choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+        options: dict[str, str] = shown.get("options") or {}  # type: ignore[assignment]
+        assert not choices or list(options) == list(choices), f"{name}: titles for every option"
+        default = None if info.is_required() or info.default in ("", None) else str(info.default)
+        props[name] = _prop(
+            shown["label"],  # type: ignore[arg-type]
+            "select" if choices else str(shown.get("kind", "string")),
+            required=info.is_required(),
+            default=default,
+            options=options or None,
+            description=shown.get("hint"),  # type: ignore[arg-type]
+        )
+    return props
+
+
 _STATUS = _prop({"en": "Status", "ru": "Статус"}, "string")
 _REASON = _prop({"en": "Reason", "ru": "Причина"}, "string")
 
@@ -87,29 +112,7 @@ ROBOTS: tuple[Robot, ...] = (
             "en": "Sends an e-mail through the portal mail and keeps it on the record.",
             "ru": "Отправляет письмо клиенту через почту портала и сохраняет его в карточке.",
         },
-        properties={
-            "subject": _prop({"en": "Subject", "ru": "Тема"}, "string", required=True),
-            "body": _prop({"en": "Message", "ru": "Текст письма"}, "text", required=True),
-            "body_type": _prop(
-                {"en": "Message format", "ru": "Формат письма"},
-                "select",
-                default="html",
-                options={"html": "HTML", "text": "Text"},
-            ),
-            "address_type": _prop(
-                {"en": "Address", "ru": "Адрес"},
-                "select",
-                default="auto",
-                options={
-                    "auto": "Auto",
-                    "WORK": "Work",
-                    "HOME": "Home",
-                    "MAILING": "Mailing",
-                    "OTHER": "Other",
-                },
-            ),
-            "sender": _prop({"en": "Sender mailbox", "ru": "Ящик отправителя"}, "string"),
-        },
+        properties=properties_of(ACTIONS["send_email"].Params),
         return_properties={
             "status": _STATUS,
             "activity_id": _prop({"en": "Activity ID", "ru": "ID дела"}, "string"),
@@ -123,22 +126,7 @@ ROBOTS: tuple[Robot, ...] = (
             "en": "Sends an SMS through the configured gateway and writes it to the timeline.",
             "ru": "Отправляет SMS через настроенный шлюз и пишет его в ленту карточки.",
         },
-        properties={
-            "text": _prop({"en": "Text", "ru": "Текст"}, "text", required=True),
-            "phone_type": _prop(
-                {"en": "Phone", "ru": "Телефон"},
-                "select",
-                default="auto",
-                options={
-                    "auto": "Auto",
-                    "MOBILE": "Mobile",
-                    "WORK": "Work",
-                    "HOME": "Home",
-                    "OTHER": "Other",
-                },
-            ),
-            "sender_name": _prop({"en": "Sender name", "ru": "Имя отправителя"}, "string"),
-        },
+        properties=properties_of(ACTIONS["send_sms"].Params),
         return_properties={
             "status": _STATUS,
             "message_id": _prop({"en": "Message ID", "ru": "ID сообщения"}, "string"),
@@ -153,14 +141,7 @@ ROBOTS: tuple[Robot, ...] = (
             "en": "Sets fields (one FIELD = value a line, templates allowed); keeps old values.",
             "ru": "Меняет поля (по строке ПОЛЕ = значение, можно шаблоны); хранит старые значения.",
         },
-        properties={
-            "fields": _prop(
-                {"en": "Fields", "ru": "Поля"},
-                "text",
-                required=True,
-                description={"en": "NAME = {{ contact.NAME }}", "ru": "NAME = {{ contact.NAME }}"},
-            ),
-        },
+        properties=properties_of(ACTIONS["edit_record"].Params),
         return_properties={
             "status": _STATUS,
             "changed_fields": _prop({"en": "Changed fields", "ru": "Изменённые поля"}, "string"),
@@ -177,7 +158,7 @@ ROBOTS: tuple[Robot, ...] = (
             "en": "Adds a comment to the record's timeline (templates allowed).",
             "ru": "Добавляет комментарий в ленту карточки (можно шаблоны).",
         },
-        properties={"text": _prop({"en": "Comment", "ru": "Комментарий"}, "text", required=True)},
+        properties=properties_of(ACTIONS["timeline_comment"].Params),
         return_properties={
             "status": _STATUS,
             "comment_id": _prop({"en": "Comment ID", "ru": "ID комментария"}, "string"),
