@@ -137,6 +137,19 @@ class ActionContext:
     app_code: str
     http: requests.Session
     timeout: float = 30.0
+    # What templates see besides the record (a scenario's ``params``, ``const``, ``user``,
+    # ``portal``); robots have none.
+    template_globals: dict[str, Any] = field(default_factory=dict)
+
+
+def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:
+    """The template context of one record: the record's names over ``ctx.template_globals``."""
+    context = templating.record_context(target.entity_type, target.record or {})
+    if not ctx.template_globals:
+        return context
+    if target.entity_type == "DEAL":
+        context.setdefault("client", {})  # a deal without a client renders client.X empty
+    return {**ctx.template_globals, **context}
 
 
 class Draft(Protocol):

@@ -22,6 +22,7 @@ from marketapp.actions.base import (
     multifield,
     opted_out,
     preview_each,
+    render_context,
     sent,
     skipped,
     template_fields,
@@ -117,7 +118,7 @@ def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter 
         return skipped("no_email", _("The record has no e-mail address."))
     if not _ADDRESS.match(to):
         return skipped("invalid_email", _("The e-mail address %(address)s is invalid.", address=to))
-    context = templating.record_context(target.entity_type, target.record or {})
+    context = render_context(ctx, target)
     subject = templating.one_line(templating.render(params.subject, context))
     if len(subject) > SUBJECT_MAX:
         raise templating.TextTooLong(

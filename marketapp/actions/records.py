@@ -20,6 +20,7 @@ from marketapp.actions.base import (
     Target,
     failed,
     preview_each,
+    render_context,
     sent,
     template_fields,
     ui,
@@ -92,7 +93,7 @@ class EditRecord:
         self, ctx: ActionContext, params: EditParams, targets: list[Target]
     ) -> dict[str, Draft | Outcome]:
         assignments = parse_assignments(params.fields)
-        return preview_each(targets, lambda t: _render(t, assignments))
+        return preview_each(targets, lambda t: _render(ctx, t, assignments))
 
     def deliver(
         self, ctx: ActionContext, params: EditParams, drafts: list[Edit]
@@ -113,14 +114,14 @@ class EditRecord:
         return outcomes
 
 
-def _render(target: Target, assignments: dict[str, str]) -> Edit | Outcome:
+def _render(ctx: ActionContext, target: Target, assignments: dict[str, str]) -> Edit | Outcome:
     record = target.record or {}
     unknown = [f for f in assignments if f not in record]
     if unknown:
         return failed(
             "unknown_field", _("Unknown fields: %(fields)s", fields=", ".join(sorted(unknown)))
         )
-    context = templating.record_context(target.entity_type, record)
+    context = render_context(ctx, target)
     after = {f: templating.render(v, context) for f, v in assignments.items()}
     return Edit(target, {f: record.get(f) for f in after}, after)
 
@@ -206,7 +207,7 @@ class TimelineComment:
     def preview(
         self, ctx: ActionContext, params: CommentParams, targets: list[Target]
     ) -> dict[str, Draft | Outcome]:
-        return preview_each(targets, lambda t: _comment_text(params, t))
+        return preview_each(targets, lambda t: _comment_text(ctx, params, t))
 
     def deliver(
         self, ctx: ActionContext, params: CommentParams, drafts: list[Comment]
@@ -245,8 +246,8 @@ class TimelineComment:
         return outcomes
 
 
-def _comment_text(params: CommentParams, target: Target) -> Comment | Outcome:
-    context = templating.record_context(target.entity_type, target.record or {})
+def _comment_text(ctx: ActionContext, params: CommentParams, target: Target) -> Comment | Outcome:
+    context = render_context(ctx, target)
     text = templating.plain_text(templating.render(params.text, context)).strip()
     if not text:
         return failed("empty_text", _("The comment is empty."))

@@ -21,6 +21,7 @@ from marketapp.actions.base import (
     multifield,
     opted_out,
     preview_each,
+    render_context,
     sent,
     skipped,
     template_fields,
@@ -126,7 +127,7 @@ def _compose(ctx: ActionContext, params: SmsParams, target: Target) -> Sms | Out
         phone = normalize_phone(raw, ctx.channels.default_country)
     except InvalidPhone:
         return skipped("invalid_phone", _("The phone number %(phone)s is invalid.", phone=raw))
-    context = templating.record_context(target.entity_type, target.record or {})
+    context = render_context(ctx, target)
     text = templating.render(params.text, context).strip()
     if not text:
         return skipped("empty_text", _("The message is empty for this record."))
