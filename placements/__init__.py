@@ -4,6 +4,7 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from placements import pages
+    from placements import api, pages
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
