@@ -1,4 +1,3 @@
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,22 +9,7 @@ from sqlalchemy.orm import Session
 from marketapp.db import db_session
 from marketapp.models import Portal, PortalStatus
 from tests.conftest import make_app
-
-
-def add_portal(session: Session, member_id: str = "a" * 32) -> Portal:
-    portal = Portal(
-        member_id=member_id,
-        domain="portal.bitrix24.com",
-        client_endpoint="https://portal.bitrix24.com/rest/",
-        server_endpoint="https://oauth.bitrix.info/rest/",
-        access_token="plain-access-token-123",
-        refresh_token="plain-refresh-token-456",
-        application_token="plain-app-token-789",
-        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
-    )
-    session.add(portal)
-    session.commit()
-    return portal
+from tests.support import add_portal
 
 
 def test_tokens_are_not_stored_as_plain_text(db: Session) -> None:

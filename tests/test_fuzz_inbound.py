@@ -32,7 +32,7 @@ from marketapp.logging import JsonFormatter
 from marketapp.models import Portal, PortalStatus
 from marketapp.robots import RetryLater
 from marketapp.security import PortalSession, issue_session
-from tests.test_db import add_portal
+from tests.support import add_portal
 
 MEMBER_ID = "a" * 32
 APP_TOKEN = "plain-app-token-789"

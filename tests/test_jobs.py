@@ -9,7 +9,7 @@ from marketapp.db import db_session
 from marketapp.jobs import enqueue, get_jobs, job
 from marketapp.models import Portal
 from tests.conftest import make_app
-from tests.test_db import add_portal
+from tests.support import add_portal
 
 runs: list[tuple[str, bool]] = []
 

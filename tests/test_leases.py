@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from marketapp.models import RobotCall, RobotCallState
 from marketapp.robots import LEASES
-from tests.test_db import add_portal
-from tests.test_sweeper import add_call
+from tests.support import add_portal, add_robot_call
 
 N = 200
 
@@ -21,7 +20,7 @@ N = 200
 def queue_calls(db: Session, n: int = N) -> int:
     portal = add_portal(db)
     for i in range(1, n + 1):
-        add_call(portal, i, RobotCallState.QUEUED)
+        add_robot_call(portal, i, RobotCallState.QUEUED)
     db.commit()
     return portal.id
 

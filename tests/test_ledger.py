@@ -15,7 +15,7 @@ from marketapp.actions.records import CommentParams, TimelineComment
 from marketapp.bitrix.client import BatchResult
 from marketapp.channel_settings import channel_settings
 from marketapp.models import Send, SendState
-from tests.test_db import add_portal
+from tests.support import add_portal
 
 N = 10_000
 

@@ -9,7 +9,7 @@ from marketapp.bitrix.payloads import parse_robot_call
 from marketapp.db import db_session
 from marketapp.models import Portal, RobotCall
 from marketapp.robots import accept_call
-from tests.test_db import add_portal
+from tests.support import add_portal
 
 CALL = {
     "workflow_id": "66f0a1b2c3d4e5.12345678",

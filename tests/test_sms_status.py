@@ -6,36 +6,18 @@ import responses
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from marketapp.channel_settings import channel_settings
 from marketapp.models import SmsMessage
 from marketapp.sms_status import poll_sms_status
-from tests.test_db import add_portal
+from tests.support import add_portal, add_sms, set_channels
 
 TWILIO = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages"
-
-
-def add_sms(db: Session, portal_id: int, key: str, status: str, provider: str = "twilio") -> None:
-    db.add(
-        SmsMessage(
-            portal_id=portal_id,
-            key=key,
-            provider=provider,
-            phone="+15005550006",
-            text="hi",
-            segments=1,
-            encoding="GSM-7",
-            status=status,
-            provider_message_id=f"SM{key}",
-        )
-    )
+TWILIO_CREDENTIALS = json.dumps({"account_sid": "AC1", "auth_token": "t"})
 
 
 @responses.activate
 def test_poll_updates_pending_twilio_messages(db: Session) -> None:
     portal = add_portal(db)
-    channels = channel_settings(db, portal)
-    channels.sms_provider = "twilio"
-    channels.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
+    set_channels(db, portal, sms_provider="twilio", sms_credentials=TWILIO_CREDENTIALS)
     add_sms(db, portal.id, "a", "queued")
     add_sms(db, portal.id, "b", "sent")
     add_sms(db, portal.id, "c", "delivered")  # final: not asked again
@@ -53,9 +35,7 @@ def test_poll_updates_pending_twilio_messages(db: Session) -> None:
 @responses.activate
 def test_poll_survives_gateway_errors(db: Session) -> None:
     portal = add_portal(db)
-    channels = channel_settings(db, portal)
-    channels.sms_provider = "twilio"
-    channels.sms_credentials = json.dumps({"account_sid": "AC1", "auth_token": "t"})
+    set_channels(db, portal, sms_provider="twilio", sms_credentials=TWILIO_CREDENTIALS)
     add_sms(db, portal.id, "a", "queued")
     db.commit()
     responses.get(f"{TWILIO}/SMa.json", status=503, json={"code": 20503, "message": "down"})

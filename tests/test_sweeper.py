@@ -7,28 +7,10 @@ from sqlalchemy import update
 
 from marketapp.db import db_session
 from marketapp.jobs import get_jobs
-from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
+from marketapp.models import PortalStatus, RobotCall, RobotCallState
 from marketapp.robots import sweep_robot_calls
 from tests.conftest import make_app
-from tests.test_db import add_portal
-
-
-def add_call(portal: Portal, n: int, state: RobotCallState, **fields: object) -> RobotCall:
-    call = RobotCall(
-        portal_id=portal.id,
-        event_token_hash=f"{n:064d}",
-        event_token=f"t{n}",
-        code="send_sms",
-        workflow_id="w",
-        document_id=f"CONTACT_{n}",
-        entity_type="CONTACT",
-        entity_id=n,
-        properties={},
-        state=state,
-        **fields,
-    )
-    db_session().add(call)
-    return call
+from tests.support import add_portal, add_robot_call
 
 
 def test_sweeper_requeues_abandoned_calls(tmp_path: Path, database_url: str) -> None:
@@ -38,9 +20,9 @@ def test_sweeper_requeues_abandoned_calls(tmp_path: Path, database_url: str) -> 
         session = db_session()
         active, parked = add_portal(session, "a" * 32), add_portal(session, "b" * 32)
         parked.status = PortalStatus.NEEDS_REAUTH
-        add_call(active, 1, RobotCallState.RUNNING, lease_until=old)  # worker died
-        add_call(parked, 2, RobotCallState.QUEUED)
-        add_call(active, 3, RobotCallState.DONE)
+        add_robot_call(active, 1, RobotCallState.RUNNING, lease_until=old)  # worker died
+        add_robot_call(parked, 2, RobotCallState.QUEUED)
+        add_robot_call(active, 3, RobotCallState.DONE)
         session.commit()
         session.execute(update(RobotCall).values(updated_at=old))
         session.commit()

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from marketapp.errors import AppError
 from marketapp.models import SmsMessage
 from placements.web import tenant_get
-from tests.test_db import add_portal
-from tests.test_sms_status import add_sms
+from tests.support import add_portal, add_sms
 
 
 def test_tenant_get_finds_only_the_portals_own_rows(app: Flask, db: Session) -> None:

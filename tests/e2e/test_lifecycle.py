@@ -14,6 +14,7 @@ from marketapp.lifecycle import manifest as manifest_module
 from marketapp.lifecycle.manifest import ENTITIES, EVENTS, PLACEMENT_KINDS, ROBOTS
 from marketapp.models import Base, Portal, PortalStatus, Registration
 from tests.e2e.harness import AppServer, Installed, install
+from tests.support import token_from
 
 pytestmark = pytest.mark.e2e
 
@@ -178,7 +179,7 @@ def test_placement_opens_with_session_framed_by_portal_only(installed: Installed
     assert "X-Frame-Options" not in resp.headers
     who = requests.get(
         f"{installed.app.url}/api/session",
-        headers={"X-Session-Token": _token_from(resp.text)},
+        headers={"X-Session-Token": token_from(resp.text)},
         timeout=10,
     ).json()
     assert who == {
@@ -209,7 +210,7 @@ def test_session_of_portal_a_is_refused_for_portal_b(installed: Installed) -> No
 def test_admin_only_action_refuses_ordinary_user(installed: Installed) -> None:
     resp = installed.post_form(installed.open("CRM_CONTACT_LIST_TOOLBAR", user_id=2))
     assert resp.status_code == 200
-    token = _token_from(resp.text)
+    token = token_from(resp.text)
     resp = requests.post(
         f"{installed.app.url}/api/registration/sync", headers={"X-Session-Token": token}, timeout=10
     )
@@ -223,13 +224,7 @@ def test_admin_only_action_refuses_ordinary_user(installed: Installed) -> None:
 def _session_token(installed: Installed) -> str:
     resp = installed.post_form(installed.open("DEFAULT"))
     assert resp.status_code == 200, resp.text
-    return _token_from(resp.text)
-
-
-def _token_from(html: str) -> str:
-    marker = 'name="session-token" content="'
-    start = html.index(marker) + len(marker)
-    return html[start : html.index('"', start)]
+    return token_from(resp.text)
 
 
 def test_cli_sync_repairs_drift(installed: Installed, monkeypatch: pytest.MonkeyPatch) -> None:

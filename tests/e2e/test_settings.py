@@ -14,15 +14,9 @@ from marketapp.db import db_session
 from marketapp.models import ChannelSettings, Portal
 from tests.conftest import free_port
 from tests.e2e.harness import Installed
-from tests.e2e.test_lifecycle import _token_from
-from tests.e2e.test_robots import contact_with, run, workflow
+from tests.support import contact_with, run_robot, session_for, workflow
 
 pytestmark = pytest.mark.e2e
-
-
-def session_for(installed: Installed, user_id: int = 1) -> dict[str, str]:
-    resp = installed.post_form(installed.open("DEFAULT", user_id=user_id))
-    return {"X-Session-Token": _token_from(resp.text)}
 
 
 def save(installed: Installed, headers: dict[str, str], **data: object) -> requests.Response:
@@ -162,7 +156,7 @@ def test_sms_gateway_url_is_not_a_portal_setting(installed: Installed, internal:
         session.commit()
     installed.portal("/seed", "POST", n=10)
     contact = contact_with(installed)
-    wid = run(installed, "send_sms", f"CONTACT_{contact['ID']}", text="Hi")
+    wid = run_robot(installed, "send_sms", f"CONTACT_{contact['ID']}", text="Hi")
     installed.settle()
     assert internal.hits == []
     assert workflow(installed, wid)["return_values"]["status"] != "sent"
@@ -198,7 +192,7 @@ def test_smtp_connect_refuses_private_address_without_details(installed: Install
         session.commit()
     installed.portal("/seed", "POST", n=10)
     contact = contact_with(installed)
-    wid = run(installed, "send_email", f"CONTACT_{contact['ID']}", subject="Hi", body="Hello")
+    wid = run_robot(installed, "send_email", f"CONTACT_{contact['ID']}", subject="Hi", body="Hello")
     installed.settle()
     flow = workflow(installed, wid)
     assert flow["return_values"]["status"] == "failed"

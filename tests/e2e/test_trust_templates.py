@@ -12,10 +12,9 @@ from sqlalchemy import select
 
 from marketapp.db import db_session
 from marketapp.devportal import DevportalServer
-from marketapp.devportal.seed import INVALID_PHONES
 from marketapp.models import RobotCall, SmsMessage
 from tests.e2e.harness import AppServer, Installed, install, start_app
-from tests.e2e.test_robots import EMAIL, contact_with, run, workflow
+from tests.support import EMAIL, contact_with, run_robot, sms_contacts, workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -38,24 +37,11 @@ def comments_of(installed: Installed, contact_id: Any) -> list[str]:
     return [c["COMMENT"] for c in found]
 
 
-def sms_contacts(installed: Installed, n: int) -> list[dict[str, Any]]:
-    contacts = installed.emu("GET", f"/portals/{installed.member_id}/crm/contact")
-    mobile = [
-        c
-        for c in contacts
-        if any(
-            p["VALUE_TYPE"] == "MOBILE" and p["VALUE"] not in INVALID_PHONES
-            for p in c.get("PHONE") or []
-        )
-    ]
-    return [dict(c) for c in mobile[:n]]
-
-
 def test_attack4_huge_power_is_a_template_error(grouped: Installed) -> None:
     contact = contact_with(grouped)
     doc = f"CONTACT_{contact['ID']}"
-    power = run(grouped, "timeline_comment", doc, text="{{ (10 ** (12 * 10**6)) > 1 }}")
-    repeat = run(grouped, "timeline_comment", doc, text="{{ 'a' * 3000000 }}")
+    power = run_robot(grouped, "timeline_comment", doc, text="{{ (10 ** (12 * 10**6)) > 1 }}")
+    repeat = run_robot(grouped, "timeline_comment", doc, text="{{ 'a' * 3000000 }}")
     grouped.settle()
     for wid in (power, repeat):
         flow = workflow(grouped, wid)
@@ -68,7 +54,7 @@ def test_attack4_huge_power_is_a_template_error(grouped: Installed) -> None:
 
 def test_attack4_needless_globals_are_gone(grouped: Installed) -> None:
     contact = contact_with(grouped)
-    wid = run(grouped, "timeline_comment", f"CONTACT_{contact['ID']}", text="{{ lipsum(2) }}")
+    wid = run_robot(grouped, "timeline_comment", f"CONTACT_{contact['ID']}", text="{{ lipsum(2) }}")
     grouped.settle()
     assert workflow(grouped, wid)["return_values"]["reason"] == "template_error"
     assert comments_of(grouped, contact["ID"]) == []
@@ -77,8 +63,8 @@ def test_attack4_needless_globals_are_gone(grouped: Installed) -> None:
 def test_attack5_poison_call_fails_alone(grouped: Installed) -> None:
     poison_contact, innocent_contact = sms_contacts(grouped, 2)
     poison = "{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"
-    bad = run(grouped, "timeline_comment", f"CONTACT_{poison_contact['ID']}", text=poison)
-    good = run(grouped, "timeline_comment", f"CONTACT_{innocent_contact['ID']}", text="Hello")
+    bad = run_robot(grouped, "timeline_comment", f"CONTACT_{poison_contact['ID']}", text=poison)
+    good = run_robot(grouped, "timeline_comment", f"CONTACT_{innocent_contact['ID']}", text="Hello")
     grouped.settle()
     assert grouped.app.worker.errors == []
     innocent = workflow(grouped, good)
@@ -100,7 +86,9 @@ def test_attack6_one_record_failing_to_render_does_not_hide_a_sent_sms(
 ) -> None:
     first, second = sms_contacts(grouped, 2)
     text = "Code {{ 12 // (contact.ID|int - " + str(second["ID"]) + ") }}"
-    wids = [run(grouped, "send_sms", f"CONTACT_{c['ID']}", text=text) for c in (first, second)]
+    wids = [
+        run_robot(grouped, "send_sms", f"CONTACT_{c['ID']}", text=text) for c in (first, second)
+    ]
     grouped.settle()
     sent, refused = (workflow(grouped, w) for w in wids)
     assert sent["return_values"]["status"] == "sent", sent["log"]
@@ -118,9 +106,9 @@ def test_attack6_division_by_zero_is_a_template_error(grouped: Installed) -> Non
     contact = contact_with(grouped)
     doc = f"CONTACT_{contact['ID']}"
     wids = [
-        run(grouped, "send_sms", doc, text="{{ 1/0 }}"),
-        run(grouped, "send_email", doc, subject="Hi", body="{{ contact.ID|int / 0 }}"),
-        run(grouped, "edit_record", doc, fields="COMMENTS = {{ 1 // (contact.ID|int * 0) }}"),
+        run_robot(grouped, "send_sms", doc, text="{{ 1/0 }}"),
+        run_robot(grouped, "send_email", doc, subject="Hi", body="{{ contact.ID|int / 0 }}"),
+        run_robot(grouped, "edit_record", doc, fields="COMMENTS = {{ 1 // (contact.ID|int * 0) }}"),
     ]
     grouped.settle()
     for wid in wids:
@@ -133,9 +121,9 @@ def test_comments_and_subjects_are_plain_text(grouped: Installed) -> None:
     contact = contact_with(grouped)
     doc = f"CONTACT_{contact['ID']}"
     markup = "<b>Hi</b> {{ contact.NAME }}<script>alert(1)</script> &lt;i&gt;x&lt;/i&gt;"
-    run(grouped, "timeline_comment", doc, text=markup)
-    run(grouped, "send_sms", doc, text=markup)
-    run(grouped, "send_email", doc, subject=markup, body=EMAIL["body"])
+    run_robot(grouped, "timeline_comment", doc, text=markup)
+    run_robot(grouped, "send_sms", doc, text=markup)
+    run_robot(grouped, "send_email", doc, subject=markup, body=EMAIL["body"])
     grouped.settle()
     comments = comments_of(grouped, contact["ID"])
     assert f"Hi {contact['NAME']} x" in comments
@@ -157,7 +145,7 @@ def test_attack5_call_that_keeps_stopping_its_worker_is_answered_once(grouped: I
     from marketapp.robots import MAX_TAKEOVERS, process_robot_calls
 
     contact = contact_with(grouped)
-    wid = run(grouped, "timeline_comment", f"CONTACT_{contact['ID']}", text="Hello")
+    wid = run_robot(grouped, "timeline_comment", f"CONTACT_{contact['ID']}", text="Hello")
     with grouped.app.app.app_context():  # the call is stuck as if its worker had died
         session = db_session()
         wait_until = datetime.now(UTC) + timedelta(seconds=30)
@@ -192,7 +180,7 @@ def test_attack6_a_crash_after_the_side_effect_still_reports_sent(
     monkeypatch.setattr(records, "_comment_outcome", crash)
     first, second = sms_contacts(grouped, 2)
     wids = [
-        run(grouped, "timeline_comment", f"CONTACT_{c['ID']}", text="Noted")
+        run_robot(grouped, "timeline_comment", f"CONTACT_{c['ID']}", text="Noted")
         for c in (first, second)
     ]
     grouped.settle()
