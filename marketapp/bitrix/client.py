@@ -523,3 +523,44 @@ def client_for(portal: Portal) -> PortalClient:
         timeout=config.http_timeout,
         allow_insecure_loopback=config.allow_insecure_loopback,
     )
+
+
+class UserToken:
+    """A launching user's access token from the page: used as it is, never refreshed or stored.
+
+    Reads made with it see what the user's CRM rights allow. When it expires the caller gets
+    ``ExpiredToken`` (the page has to hand over a fresh one); an invalid one never marks the
+    portal for re-authorisation, since the portal's own tokens are fine.
+    """
+
+    def __init__(self, access_token: str, client_endpoint: str) -> None:
+        self._token = Token(access_token=access_token, client_endpoint=client_endpoint)
+
+    def current(self) -> Token:
+        return self._token
+
+    def refresh(self, stale: Token) -> Token:
+        raise errors.ExpiredToken("expired_token", "the user's access token has expired", 401)
+
+    def moved(self, token: Token, client_endpoint: str) -> Token:
+        self._token = Token(access_token=token.access_token, client_endpoint=client_endpoint)
+        return self._token
+
+    def needs_reauth(self) -> None:
+        return None
+
+
+def client_for_user(portal: Portal, access_token: str) -> PortalClient:
+    """A client acting as the user whose ``access_token`` a page passed, through the portal's
+    shared limiter (the user's requests spend the same budget as the app's)."""
+    from marketapp.bitrix.limiter import limiter_for
+    from marketapp.config import get_config
+
+    config = get_config()
+    return PortalClient(
+        UserToken(access_token, portal.client_endpoint),
+        limiter_for(portal),
+        shared_session(),
+        timeout=config.http_timeout,
+        allow_insecure_loopback=config.allow_insecure_loopback,
+    )

@@ -7,6 +7,7 @@ Records are kept in Bitrix24's internal UPPER_CASE form; ``legacy_view`` renders
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import re
 from collections.abc import Callable
@@ -437,6 +438,20 @@ def candidates(records: dict[int, dict[str, Any]], flt: dict[str, Any]) -> list[
                 except (TypeError, ValueError):
                     break
                 return [records[i] for i in ids if i in records]
+        for key in (">ID", ">id", ">=ID", ">=id"):
+            if key in flt:
+                try:
+                    low = int(flt[key])
+                except (TypeError, ValueError):
+                    break
+                # From the first id past the cursor on, in ID order (a cursor page reads 50).
+                keys = sorted(records)
+                at = (
+                    bisect.bisect_right(keys, low)
+                    if key[1] != "="
+                    else bisect.bisect_left(keys, low)
+                )
+                return list(map(records.__getitem__, keys[at:]))
     return list(records.values())
 
 

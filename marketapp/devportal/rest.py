@@ -192,8 +192,16 @@ def _handle(
         ctx = authenticate_webhook(emu, portal, *hook) if hook else authenticate(emu, portal, auth)
         entry["client"] = ctx.client_key
         entry["user_id"] = ctx.user.id
+        if name.lower() == "batch":
+            entry["commands"] = _batch_methods(params.get("cmd"))
         body = execute(ctx, name, params)
     except RestError as err:
         entry["error"] = err.error
         return json_response(err.body(), err.status)
     return json_response(body)
+
+
+def _batch_methods(cmd: Any) -> list[str]:
+    """The method of each batch command, so the log shows what a batch did (reads or writes)."""
+    values = cmd.values() if isinstance(cmd, dict) else cmd if isinstance(cmd, list) else []
+    return [str(c).partition("?")[0].strip().removesuffix(".json").lower() for c in values]

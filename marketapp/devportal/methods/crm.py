@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,15 @@ def paginate(rows: list[Any], params: dict[str, Any]) -> ListPage:
     start = max(start, 0)
     end = start + PAGE
     return ListPage(rows[start:end], total=len(rows), next=end if end < len(rows) else None)
+
+
+def _first_page_by_id(params: dict[str, Any], order: dict[str, Any]) -> bool:
+    """``start=-1`` with no order or ``ID ASC`` only."""
+    if str(param(params, "start", default="0")).strip() != "-1":
+        return False
+    return not order or (
+        [k.upper() for k in order] == ["ID"] and str(*order.values()).upper() == "ASC"
+    )
 
 
 def _field_getter(row: dict[str, Any]) -> Callable[[str], Any]:
@@ -187,13 +197,20 @@ def _legacy_methods(entity: str) -> None:
         _check_fields(flt, order, _legacy_known(ctx, entity))
         if _read_level(ctx) == "none":
             raise legacy("Access denied.")
-        rows = [
+        found = (
             r
             for r in crm.candidates(ctx.portal.crm.records[entity], flt)
             if _visible(ctx, r) and crm.matches(crm.legacy_getter(entity, r), flt)
-        ]
-        rows = crm.sort_records(rows, order, lambda r, n: crm.legacy_getter(entity, r)(n))
-        page = paginate(rows, params)
+        )
+        if _first_page_by_id(params, order):
+            # start=-1 by ID (the documented fast cursor): candidates come in ID order, so the
+            # first 50 matches are the page; no scan of the rest, no count.
+            page = ListPage(list(itertools.islice(found, PAGE)))
+        else:
+            rows = crm.sort_records(
+                list(found), order, lambda r, n: crm.legacy_getter(entity, r)(n)
+            )
+            page = paginate(rows, params)
         # Docs: without select, "*" plus "UF_*" (multifields only when named).
         fields = phpform.as_list(select) if select else ["*", "UF_*"]
         page.items = [crm.legacy_view(entity, r, fields) for r in page.items]
