@@ -57,6 +57,8 @@ class Config(BaseSettings):
     web_channel_timeout: int = Field(default=30, ge=1)
     web_connection_limit: int = Field(default=1000, ge=1)
     web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    web_request_timeout: int = Field(default=30, ge=1)  # seconds for one request to arrive
+    web_connections_per_client: int = Field(default=100, ge=1)  # per client address and process
     log_level: str = "INFO"
     http_timeout: float = 30.0
     testing: bool = False

@@ -3,6 +3,7 @@ it serves with embedded defaults, and slow clients cannot stall it (issue 9, att
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -155,3 +156,47 @@ def test_slow_clients_are_cut_off_and_bodies_are_capped(tmp_path: Path) -> None:
         big.settimeout(ANSWER_WITHIN)
         assert big.recv(1024).startswith(b"HTTP/1.1 413 ")  # refused before reading the body
         big.close()
+
+
+def _trickle(url: str) -> socket.socket:
+    """A Slowloris client: a request line, then a header line now and then, never the end."""
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
+    sock.sendall(f"POST {ROBOT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+    return sock
+
+
+def test_a_trickling_request_is_cut_off_and_one_client_cannot_take_every_connection(
+    tmp_path: Path,
+) -> None:
+    env = _env(
+        tmp_path,
+        MARKETAPP_WEB_CHANNEL_TIMEOUT="30",
+        MARKETAPP_WEB_REQUEST_TIMEOUT="2",
+        MARKETAPP_WEB_CONNECTIONS_PER_CLIENT="5",
+    )
+    with running(env, "--workers", "1", "--no-embedded-worker") as url:
+        trickler = _trickle(url)
+        trickler.settimeout(1)
+        closed = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not closed:
+            try:
+                trickler.sendall(b"X-Keep: alive\r\n")  # never silent: only the deadline helps
+                closed = trickler.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        trickler.close()
+        assert closed, "a request that never finishes arriving must be closed"
+        held = [_trickle(url) for _ in range(5)]
+        extra = _trickle(url)  # the sixth connection of the same address
+        extra.settimeout(ANSWER_WITHIN)
+        with contextlib.suppress(ConnectionResetError):  # closed at once
+            assert extra.recv(1024) == b""
+        extra.close()
+        for sock in held:
+            sock.close()
+        time.sleep(0.5)  # the server notices the closed connections
+        assert requests.get(f"{url}/healthz", timeout=ANSWER_WITHIN).status_code == 200
