@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask_babel import gettext as _
 from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from marketapp.actions import ACTIONS, templating
 from marketapp.actions.base import (
@@ -52,6 +54,8 @@ from marketapp.actions.templating import TemplateProblem
 from marketapp.bitrix.client import BATCH_SIZE, PAGE_SIZE
 from marketapp.bitrix.errors import AccessDenied, BitrixError
 from marketapp.bitrix.limiter import Bucket
+from marketapp.models import Portal
+from marketapp.models.robot_call import RobotCall, RobotCallState
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.context import template_context
 from marketapp.scenarios.definition import ScenarioDefinition, requirements
@@ -501,6 +505,24 @@ def estimate(records: int, commands: Mapping[str, int], budget: Budget) -> dict[
     }
 
 
+def queued_robot_calls(session: Session, portal: Portal) -> int:
+    """Robot calls of the portal waiting for (or in) their run: they spend the budget first."""
+    states = (RobotCallState.QUEUED, RobotCallState.RUNNING)
+    query = select(func.count()).where(
+        RobotCall.portal_id == portal.id, RobotCall.state.in_(states)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def budget_for(session: Session, portal: Portal) -> Budget:
+    """The portal's bucket (50/2, Enterprise 250/5) and the robot calls queued on it."""
+    return Budget(
+        burst=portal.rate_burst,
+        per_second=float(portal.rate_per_second),
+        queued_robot_calls=queued_robot_calls(session, portal),
+    )
+
+
 def preview_scenario(
     preview: Preview,
     selection: Selection,
@@ -516,9 +538,9 @@ def preview_scenario(
         if on_progress is not None:
             on_progress(chunk)
     totals = preview.totals()
-    return PreviewReport(
-        kept, totals, estimate(totals["previewed"], preview.commands(), budget or Budget())
-    )
+    if budget is None:
+        budget = budget_for(preview.ctx.session, preview.ctx.portal)
+    return PreviewReport(kept, totals, estimate(totals["previewed"], preview.commands(), budget))
 
 
 # -- reads --------------------------------------------------------------------------------
@@ -701,3 +723,55 @@ def _int(value: Any) -> int | None:
 def _rows(result: Any) -> list[dict[str, Any]]:
     rows = result.get("items", []) if isinstance(result, dict) else result
     return [r for r in rows or [] if isinstance(r, dict)]
+
+
+# -- a readable account -------------------------------------------------------------------
+
+_SHOWN = ("to", "phone", "subject", "text", "body", "segments", "before", "after", "title",
+          "description", "responsible", "deadline", "notify", "message", "until", "branch",
+          "bucket", "run", "reason")  # fmt: skip
+
+
+def report_text(report: PreviewReport, title: str) -> str:
+    """The report as plain text for a person (golden files, the bench, support)."""
+    lines = [title, ""]
+    for record in report.records:
+        name = record.get("name") or ""
+        lines.append(f"{record['entity_type']} {record['id']} {name}".rstrip())
+        if record.get("status") != "previewed":
+            lines.append(f"  {record['status']}: {record['reason']} ({record['message']})")
+            continue
+        for step in record["steps"]:
+            status = step.get("status", "")
+            lines.append(f"  {step['path']} {step['type']} @ {step['at']} {status}".rstrip())
+            for key in _SHOWN:
+                if key in step:
+                    lines.append(f"      {key}: {_shown(step[key])}")
+        lines.append(f"  SMS segments: {record.get('sms_segments', 0)}")
+    totals = report.totals
+    lines += ["", "Totals", f"  records: {totals['records']}, previewed: {totals['previewed']}"]
+    for reason, count in totals["records_skipped"].items():
+        lines.append(f"  record skipped, {reason}: {count}")
+    for path, tally in totals["steps"].items():
+        parts = [f"ready {tally['ready']}"] if tally["type"] in STEP_COMMANDS else []
+        parts += [f"skipped {r} {n}" for r, n in tally["skipped"].items()]
+        parts += [f"failed {r} {n}" for r, n in tally["failed"].items()]
+        lines.append(f"  {path} {tally['type']}: {', '.join(parts) or '-'}")
+    lines.append(f"  SMS segments: {totals['sms_segments']}")
+    eta = report.eta
+    lines.append(
+        f"  ETA: {eta['requests']} requests ({eta['read_requests']} reads, "
+        f"{eta['write_requests']} writes of {eta['commands']} commands), {eta['seconds']} s "
+        f"at {eta['per_second']}/s, burst {eta['burst']}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items()) or "-"
+    text = str(value)
+    if "<" in text:  # HTML: paragraphs and line breaks as new lines, then the text
+        text = re.sub(r"(?i)<br\s*/?>|</p>", "\n", text)
+        text = templating.plain_text(text)
+    return text.strip().replace("\n", "\n        ")
