@@ -314,6 +314,16 @@ def bench_robots(
         sys.exit(1)
 
 
+@bench.command("preview")
+@click.option("--contacts", default=10_000, show_default=True, help="contacts to seed")
+@click.option("--scenario", default="re-engagement-offer", show_default=True, help="library key")
+def bench_preview(contacts: int, scenario: str) -> None:
+    """A library scenario's preview over N seeded contacts on the emulator."""
+    from marketapp.bench_preview import run_preview_bench
+
+    run_preview_bench(contacts, scenario, echo=click.echo)
+
+
 # `marketapp scenarios …` lives with the scenarios (list, show, diff, validate, export, import).
 main.add_command(scenarios)
 
