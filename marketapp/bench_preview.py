@@ -113,6 +113,7 @@ class PreviewPortal:
             user=launching_user(client),
             portal_info=portal_view(portal.domain, language, "Europe/Berlin"),
             launched_at=launched_at or datetime(2025, 3, 3, 9, 0, tzinfo=UTC),
+            language=language,
         )
 
 

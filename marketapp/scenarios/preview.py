@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -209,7 +210,9 @@ class Preview:
         user: Mapping[str, Any] | None,
         portal_info: Mapping[str, Any],
         launched_at: datetime,
+        language: str = "en",
     ) -> None:
+        self.language = language  # of the messages (skip reasons), the launching user's
         globals_ = template_context({}, params, constants, user, portal_info)
         self.ctx = dataclasses.replace(ctx, template_globals=globals_)
         self.defn = defn
@@ -245,21 +248,27 @@ class Preview:
     def chunks(self, selection: Selection) -> Iterator[PreviewChunk]:
         """Preview the selection one read request at a time (2,500 records a chunk)."""
         if selection.entity_type not in self.defn.entity_types:
-            raise SelectionError(
-                _(
-                    "This scenario works on %(types)s, not %(entity)s.",
-                    types=", ".join(self.defn.entity_types),
-                    entity=selection.entity_type,
+            with force_locale(self.language):
+                raise SelectionError(
+                    _(
+                        "This scenario works on %(types)s, not %(entity)s.",
+                        types=", ".join(self.defn.entity_types),
+                        entity=selection.entity_type,
+                    )
                 )
-            )
         fields = self.fields(selection.entity_type)
         if selection.filter is not None:
             pages = self._filtered(selection, fields)
         else:
             pages = self._by_id(selection, fields)
         done = 0
-        for batch, total in pages:
-            records = [self._record(target, problem) for target, problem in batch]
+        while True:
+            with force_locale(self.language):
+                batch_total = next(pages, None)
+                if batch_total is None:
+                    return
+                batch, total = batch_total
+                records = [self._record(target, problem) for target, problem in batch]
             done += len(records)
             yield PreviewChunk(records, done, total)
 
@@ -707,9 +716,9 @@ def _iso(moment: datetime) -> str:
 
 
 def _title(entity_type: str, record: Mapping[str, Any]) -> str:
-    parts = [str(record.get(f) or "") for f in NAME_FIELDS.get(entity_type, ())]
-    name = " ".join(p for p in parts if p)
-    return name or f"#{record.get('ID', '')}"
+    """A person's name, else the record's title, else its number."""
+    name = " ".join(str(record.get(f) or "") for f in ("NAME", "LAST_NAME")).strip()
+    return name or str(record.get("TITLE") or "") or f"#{record.get('ID', '')}"
 
 
 def _int(value: Any) -> int | None:
@@ -774,4 +783,5 @@ def _shown(value: Any) -> str:
     if "<" in text:  # HTML: paragraphs and line breaks as new lines, then the text
         text = re.sub(r"(?i)<br\s*/?>|</p>", "\n", text)
         text = templating.plain_text(text)
-    return text.strip().replace("\n", "\n        ")
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return "\n        ".join(lines).replace("\n        \n", "\n\n")
