@@ -145,6 +145,8 @@ def validate_command(
     file: IO[bytes], member_id: str | None, language: str | None, as_json: bool
 ) -> None:
     """Check FILE (an exported document or a bare definition; - reads stdin)."""
+    from flask_babel import force_locale
+
     from marketapp.scenarios import transfer
     from marketapp.scenarios.definition import definition_digest, requirements
 
@@ -159,8 +161,10 @@ def validate_command(
             lang = language or portal.language
             defn = transfer.read_definition(data, language=lang)
             missing = _missing(session, portal, defn, lang)
-        if missing:
-            _fail(missing.problems(), as_json, missing=missing.describe())
+            if missing:
+                with force_locale(lang):  # the messages, not only the lookup
+                    problems = missing.problems()
+                _fail(problems, as_json, missing=missing.describe())
         doc = {
             "valid": True,
             "key": defn.key,

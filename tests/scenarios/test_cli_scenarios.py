@@ -122,6 +122,8 @@ def test_validate_on_a_portal_names_the_missing_field(
     text = run("validate", source, "--portal", installed.member_id, code=1).output
     assert "UF_CRM_LOYALTY_TIER" in text
     assert "phone" in text
+    russian = run("validate", source, "--portal", installed.member_id, "--language", "ru", code=1)
+    assert "На портале нет константы phone." in russian.output
 
 
 def test_an_import_that_misses_a_field_saves_nothing(
