@@ -19,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal
 
-from flask_babel import force_locale
+from flask_babel import force_locale, gettext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketapp.actions.records import parse_assignments
@@ -160,9 +160,10 @@ def validate_definition(
     with force_locale(language):  # sandbox messages, when there is an app context
         if not isinstance(data, dict):
             raise DefinitionError([Problem("", message(language, "not_object"))])
-        if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-            version = data.get("schema")
-            text = message(language, "schema_version", version=version, expected=SCHEMA_VERSION)
+        version = data.get("schema", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION or isinstance(version, bool):  # True == 1 in Python
+            shown = json.dumps(version)  # "1" (a string) is not 1
+            text = message(language, "schema_version", version=shown, expected=SCHEMA_VERSION)
             raise DefinitionError([Problem("schema", text)])
         try:
             defn = ScenarioDefinition.model_validate(data)
@@ -261,11 +262,19 @@ def _shape_message(error: Any, language: str) -> str:
 
 def _value_error(exc: Any, loc: Sequence[int | str], language: str) -> str:
     if isinstance(exc, TemplateProblem):
-        detail = str(exc).removeprefix("Template error: ")
-        return message(language, "template", detail=detail)
+        return message(language, "template", detail=_template_detail(exc))
     if loc and loc[-1] == "fields":
         return message(language, "fields_list", detail=str(exc))
     return message(language, "invalid", detail=str(exc))
+
+
+def _template_detail(exc: TemplateProblem) -> str:
+    """The sandbox's reason without its own "Template error:" prefix, in either language
+    (it speaks the forced locale), so the message does not say it twice."""
+    text = str(exc)
+    for prefix in ("Template error: ", gettext("Template error: %(error)s", error="")):
+        text = text.removeprefix(prefix)
+    return text
 
 
 # -- the meaning --------------------------------------------------------------------------

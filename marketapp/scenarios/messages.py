@@ -72,6 +72,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "Неизвестный формат даты «{value}»: используйте short, medium, long, full или шаблон "
         "вроде 'd MMMM'.",
     ),
+    "private_attribute": (
+        'Templates cannot read "{name}" (names starting with _ are not available).',
+        "Шаблонам недоступно «{name}» (имена, начинающиеся с _, закрыты).",
+    ),
     "fields_list": ("Invalid list of fields: {detail}", "Неверный список полей: {detail}"),
     "percent_sum": (
         "The percentages must add up to 100 (now {total}).",

@@ -42,7 +42,22 @@ def analyse(source: str) -> Uses:
     for call in tree.find_all(nodes.Filter):
         assert isinstance(call, nodes.Filter)
         _check_filter(call, uses)
+    _check_private(tree, uses)
     return uses
+
+
+def _check_private(tree: nodes.Template, uses: Uses) -> None:
+    """``x.__class__``, ``x['_y']``, ``x|attr('__y')``: the sandbox refuses these when it
+    renders, so refuse them when the scenario is saved instead of at send time."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Filter):
+            arg = node.args[0] if node.name == "attr" and node.args else None
+            name = arg.value if isinstance(arg, nodes.Const) else None
+        else:
+            assert isinstance(node, nodes.Getattr | nodes.Getitem)
+            name = _attribute(node)
+        if isinstance(name, str) and name.startswith("_"):
+            uses.filter_problems.append(("private_attribute", {"name": name}))
 
 
 def _attribute(node: nodes.Getattr | nodes.Getitem) -> str | None:

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from marketapp.scenarios.definition import (
     SCHEMA_VERSION,
@@ -436,6 +437,34 @@ BROKEN: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         "schema_version",
         {"version": 2, "expected": SCHEMA_VERSION},
     ),
+    (
+        "schema as text",
+        with_("schema", "1"),
+        "schema",
+        "schema_version",
+        {"version": '"1"', "expected": SCHEMA_VERSION},
+    ),
+    (
+        "schema true",
+        with_("schema", True),
+        "schema",
+        "schema_version",
+        {"version": "true", "expected": SCHEMA_VERSION},
+    ),
+    (
+        "private attribute",
+        with_("steps.0.text", "{{ ''.__class__.__mro__ }}"),
+        "steps[0].text",
+        "private_attribute",
+        {"name": "__class__"},
+    ),
+    (
+        "private attribute by the attr filter",
+        with_("steps.0.text", "{{ contact|attr('__dict__') }}"),
+        "steps[0].text",
+        "private_attribute",
+        {"name": "__dict__"},
+    ),
 ]
 
 
@@ -461,6 +490,14 @@ def test_broken_definition_is_refused_with_path_and_message(
     else:
         prefix = message(language, code, detail="", expected="").split(":")[0]
         assert found.startswith(prefix), found
+
+
+def test_a_template_error_in_russian_says_so_once(app: Flask) -> None:
+    with app.app_context():  # the sandbox then speaks Russian too
+        problems = _problems(with_("steps.0.text", "{{ contact.NAME "), "ru")
+    text = dict(problems)["steps[0].text"]
+    assert text.startswith("Ошибка в шаблоне: ")
+    assert "Ошибка шаблона" not in text
 
 
 def test_table_is_large_enough() -> None:
