@@ -150,3 +150,20 @@ def test_activity_delete(harness: Harness) -> None:
     assert p.call("crm.activity.delete", {}).json()["error_description"] == (
         "ID is not defined or invalid."
     )
+
+
+def test_task_complete(harness: Harness) -> None:
+    p = harness.install()
+    tid = p.ok("tasks.task.add", {"fields": {"TITLE": "Call", "RESPONSIBLE_ID": 2}})["task"]["id"]
+    other = p.ok("tasks.task.add", {"fields": {"TITLE": "Admin's", "RESPONSIBLE_ID": 1}})["task"]
+    not_allowed = {"error": "0", "error_description": "Action on the task is not allowed"}
+    denied = p.call("tasks.task.complete", {"taskId": other["id"]}, token=p.token_for(2))
+    assert denied.status_code == 400 and denied.json() == not_allowed
+    assert p.call("tasks.task.complete", {"taskId": "abc"}).json()["error_description"] == (
+        "wrong task id"
+    )
+    assert p.call("tasks.task.complete", {"taskId": 999}).json() == not_allowed
+    done = p.ok("tasks.task.complete", {"taskId": tid})["task"]
+    assert done["status"] == "5" and done["closedBy"] == "1"
+    again = p.call("tasks.task.complete", {"taskId": tid})  # a completed task offers no "complete"
+    assert again.status_code == 400 and again.json() == not_allowed

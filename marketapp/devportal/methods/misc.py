@@ -131,6 +131,19 @@ def task_update(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     return {"task": _task_view(task, ["*"])}
 
 
+@method("tasks.task.complete", "task")
+def task_complete(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Status 5 (completed); docs: error ``0`` "Action on the task is not allowed" when the task
+    is missing, out of reach, or the action is not available (a completed task)."""
+    task = _task(ctx, params)
+    if task is None or task["status"] == "5":
+        raise _task_error("0", "Action on the task is not allowed")
+    now = iso(ctx.emu.clock.now())
+    task.update(status="5", closedBy=str(ctx.user.id), closedDate=now, changedDate=now)
+    task["changedBy"] = task["statusChangedBy"] = str(ctx.user.id)
+    return {"task": _task_view(task, ["*"])}
+
+
 def _task_value(name: str, value: Any) -> Any:
     """Tasks answer ids as strings (``auditors: ["503"]``); CRM bindings stay as given."""
     if isinstance(value, list) and name != "ufCrmTask":
