@@ -165,18 +165,20 @@ def run(
 
 def _start_devportal(host: str, port: int, devportal_port: int) -> subprocess.Popen[Any]:
     """Point this app at a local emulator (set before the configuration loads) and start it."""
-    from marketapp.config import load_config
+    from marketapp.config import load_config, write_devportal_env
 
     config = load_config()
     public_url = f"http://{host}:{port}"
     secret = config.client_secret.get_secret_value() or _dev_secret(config.instance_path)
-    os.environ.update(
-        MARKETAPP_PUBLIC_URL=public_url,
-        MARKETAPP_CLIENT_SECRET=secret,
-        MARKETAPP_OAUTH_HOSTS=f"127.0.0.1:{devportal_port}",
-        MARKETAPP_ALLOW_INSECURE_LOOPBACK="true",
-        MARKETAPP_BX24_JS_URL=f"http://127.0.0.1:{devportal_port}/bx24.js",
-    )
+    local = {
+        "MARKETAPP_PUBLIC_URL": public_url,
+        "MARKETAPP_CLIENT_SECRET": secret,
+        "MARKETAPP_OAUTH_HOSTS": f"127.0.0.1:{devportal_port}",
+        "MARKETAPP_ALLOW_INSECURE_LOOPBACK": "true",
+        "MARKETAPP_BX24_JS_URL": f"http://127.0.0.1:{devportal_port}/bx24.js",
+    }
+    os.environ.update(local)
+    write_devportal_env(config.instance_path, local)  # other commands on this instance follow
     return _spawn(
         "devportal",
         f"--port={devportal_port}",

@@ -7,6 +7,7 @@ encryption keys are generated once and kept in the instance folder.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,21 @@ def parse_gateways(value: str) -> dict[str, str]:
     return urls
 
 
+DEVPORTAL_ENV = "devportal.env"  # written by `marketapp run --devportal` into its instance
+
+
 def load_config(overrides: dict[str, Any] | None = None) -> Config:
-    """Build the configuration from the environment, apply ``overrides``, fill generated secrets."""
+    """Build the configuration from the environment, apply ``overrides``, fill generated secrets.
+
+    An instance that `marketapp run --devportal` uses holds ``devportal.env`` (the emulator's
+    OAuth host, the shared client secret, loopback allowed), so that any other command on that
+    instance (``marketapp scenarios …`` in a second terminal) talks to the same emulator; the
+    environment and ``overrides`` still win.
+    """
     config = Config(**(overrides or {}))
+    local = _devportal_env(config.instance_path)
+    if local:
+        config = Config(**{**local, **(overrides or {})})
     config.instance_path.mkdir(parents=True, exist_ok=True)
     if not config.secret_key.get_secret_value():
         config.secret_key = SecretStr(
@@ -123,6 +136,25 @@ def load_config(overrides: dict[str, Any] | None = None) -> Config:
         )
         config.encryption_keys = SecretStr(key)
     return config
+
+
+def write_devportal_env(instance: Path, values: dict[str, str]) -> None:
+    path = instance / DEVPORTAL_ENV
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def _devportal_env(instance: Path) -> dict[str, str]:
+    """``devportal.env`` entries not set in the environment, as ``Config`` field names."""
+    path = instance / DEVPORTAL_ENV
+    if not path.is_file():
+        return {}
+    entries = (line.partition("=") for line in path.read_text().splitlines())
+    return {
+        key.removeprefix("MARKETAPP_").lower(): value
+        for key, sep, value in entries
+        if sep and key.startswith("MARKETAPP_") and key not in os.environ
+    }
 
 
 def get_config() -> Config:

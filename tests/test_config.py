@@ -39,3 +39,29 @@ def test_bad_setting_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("MARKETAPP_JOBS_WORKERS", "many")
     with pytest.raises(ValueError, match="jobs_workers"):
         load_config({"instance_path": tmp_path})
+
+
+def test_an_instance_run_with_the_emulator_is_followed_by_other_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`marketapp run --devportal` leaves devportal.env; a CLI command on that instance (a second
+    terminal) talks to the same emulator; the environment and explicit overrides still win."""
+    from marketapp.config import write_devportal_env
+
+    write_devportal_env(
+        tmp_path,
+        {
+            "MARKETAPP_OAUTH_HOSTS": "127.0.0.1:8100",
+            "MARKETAPP_ALLOW_INSECURE_LOOPBACK": "true",
+            "MARKETAPP_CLIENT_SECRET": "dev-secret",
+            "MARKETAPP_PUBLIC_URL": "http://127.0.0.1:8000",
+        },
+    )
+    assert (tmp_path / "devportal.env").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("MARKETAPP_PUBLIC_URL", "http://127.0.0.1:9000")
+    config = load_config({"instance_path": tmp_path, "client_secret": "explicit"})
+    assert config.oauth_hosts == "127.0.0.1:8100"
+    assert config.allow_insecure_loopback is True
+    assert config.public_url == "http://127.0.0.1:9000"
+    assert config.client_secret.get_secret_value() == "explicit"
+    assert load_config({"instance_path": tmp_path / "other"}).allow_insecure_loopback is False
