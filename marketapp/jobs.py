@@ -151,4 +151,10 @@ def _import_job_modules() -> None:
 
 
 # Modules that define jobs; each later area appends its own.
-JOB_MODULES: list[str] = ["marketapp.lifecycle.install", "marketapp.robots", "marketapp.sms_status"]
+JOB_MODULES: list[str] = [
+    "marketapp.lifecycle.install",
+    "marketapp.robots",
+    "marketapp.sms_status",
+    "marketapp.scenarios.engine",
+    "marketapp.scenarios.launches",
+]

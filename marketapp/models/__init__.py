@@ -2,6 +2,14 @@
 
 from marketapp.db import Base
 from marketapp.models.channels import ChannelSettings, FieldEdit, Send, SendState, SmsMessage
+from marketapp.models.launch import (
+    Enrollment,
+    EnrollmentState,
+    Launch,
+    LaunchCounter,
+    LaunchEvent,
+    LaunchState,
+)
 from marketapp.models.portal import Portal, PortalStatus
 from marketapp.models.ratelimit import MethodBudget, RateBucket
 from marketapp.models.registration import Registration
@@ -10,7 +18,13 @@ from marketapp.models.scenario import PortalConstant, Scenario, ScenarioVersion
 
 __all__ = [
     "Base",
+    "Enrollment",
+    "EnrollmentState",
     "FieldEdit",
+    "Launch",
+    "LaunchCounter",
+    "LaunchEvent",
+    "LaunchState",
     "MethodBudget",
     "Portal",
     "ChannelSettings",
