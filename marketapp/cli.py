@@ -326,6 +326,20 @@ def bench_preview(contacts: int, scenario: str) -> None:
     run_preview_bench(contacts, scenario, echo=click.echo)
 
 
+@bench.command("launch")
+@click.option("--contacts", default=10_000, show_default=True, help="contacts to launch on")
+@click.option("--steps", default="email,sms", show_default=True, help="steps, comma-separated")
+@click.option("--memory", default="", help="sizes for peak worker RSS (limits off): 1000,10000")
+@click.option("--database-url", default="", help="the app's database (default: SQLite)")
+@click.option("--fast-bitrix24/--no-fast-bitrix24", "fast", default=True, show_default=True)
+def bench_launch(contacts: int, steps: str, memory: str, database_url: str, fast: bool) -> None:
+    """A launch on N contacts under the standard plan's limits vs. the floor and fast-bitrix24."""
+    from marketapp.bench_launch import run_launch_bench
+
+    sizes = [int(s) for s in memory.split(",") if s.strip()]
+    run_launch_bench(contacts, steps.split(","), sizes, database_url, fast, echo=click.echo)
+
+
 # `marketapp scenarios …` lives with the scenarios (list, show, diff, validate, export, import).
 main.add_command(scenarios)
 
