@@ -12,6 +12,7 @@ import click
 from flask import Flask
 
 from marketapp.scenarios.cli import scenarios
+from marketapp.scenarios.launch_cli import launches
 
 
 def _app() -> Flask:
@@ -342,6 +343,7 @@ def bench_launch(contacts: int, steps: str, memory: str, database_url: str, fast
 
 # `marketapp scenarios …` lives with the scenarios (list, show, diff, validate, export, import).
 main.add_command(scenarios)
+main.add_command(launches)
 
 
 if __name__ == "__main__":
