@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -35,6 +36,7 @@ from marketapp.jobs import enqueue, job, periodic
 from marketapp.leases import Leases
 from marketapp.models import Portal, PortalStatus, RobotCall, RobotCallState
 from marketapp.robot_origin import confirmed
+from marketapp.scenarios import robot as scenario_robot
 
 log = logging.getLogger(__name__)
 GROUP_SIZE = 50
@@ -43,6 +45,9 @@ LEASE = timedelta(minutes=5)
 # ``failed`` instead of being run again (``attempts`` counts such take-overs only: a release
 # for a retry or parking is an orderly end, not a failed attempt).
 MAX_TAKEOVERS = 3
+RUN_SCENARIO = scenario_robot.CODE
+# A native burst of run-scenario calls is claimed whole (it becomes one launch), up to this many.
+BURST_SIZE = 10_000
 LEASES = Leases(RobotCall, RobotCallState.QUEUED, RobotCallState.RUNNING, LEASE)
 
 
@@ -64,6 +69,7 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
             entity_id=entity_id,
             properties=payload.properties,
             use_subscription=payload.use_subscription,
+            **_launching_user(payload),
         )
     )
     enqueue(process_robot_calls, portal.id, delay=get_config().robot_group_delay)
@@ -73,6 +79,13 @@ def accept_call(session: Session, portal: Portal, payload: RobotCallPayload) -> 
         session.rollback()
         return False
     return True
+
+
+def _launching_user(payload: RobotCallPayload) -> dict[str, Any]:
+    """Who a run-scenario call launches as: the robot's run-as user and their token."""
+    if payload.code != RUN_SCENARIO:
+        return {}
+    return {"user_id": payload.auth.user_id, "user_token": payload.auth.access_token}
 
 
 def _document(document_id: str) -> tuple[str, int]:
@@ -145,7 +158,14 @@ def _context(session: Session, portal: Portal) -> ActionContext:
 
 
 def _claim(session: Session, portal_id: int) -> list[RobotCall]:
-    calls = list(LEASES.claim(session, RobotCall.portal_id == portal_id, limit=GROUP_SIZE))
+    """A burst of run-scenario calls once it is quiet, else up to 50 other calls (or answers)."""
+    mine = RobotCall.portal_id == portal_id
+    window = timedelta(seconds=get_config().robot_group_delay)
+    calls: list[RobotCall] = []
+    if scenario_robot.burst_is_quiet(session, portal_id, window):
+        calls = list(LEASES.claim(session, mine, scenario_robot.unstarted(), limit=BURST_SIZE))
+    if not calls:
+        calls = list(LEASES.claim(session, mine, ~scenario_robot.unstarted(), limit=GROUP_SIZE))
     for call in calls:
         if call.attempts >= MAX_TAKEOVERS and not call.status:
             _give_up(call)
@@ -168,6 +188,12 @@ def _give_up(call: RobotCall) -> None:
 def _run(ctx: ActionContext, calls: list[RobotCall]) -> None:
     calls = confirmed(ctx, calls)  # forged calls are rejected here: no side effect, no answer
     todo = [c for c in calls if not c.status]  # a retried call may only lack its answer
+    scenario_calls = [c for c in todo if c.code == RUN_SCENARIO]
+    if scenario_calls:  # launched; those that wait for their record's run are answered later
+        _answer(
+            ctx, [c for c in calls if c.status] + scenario_robot.start_calls(ctx, scenario_calls)
+        )
+        return
     outcomes = run_requests(ctx, [_request(c) for c in todo])
     for call in todo:
         outcome = outcomes[_key(call)]

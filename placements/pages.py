@@ -25,6 +25,8 @@ from marketapp.lifecycle.entry import open_page
 from marketapp.lifecycle.install import NotAdmin, find_portal, install_from_page
 from marketapp.lifecycle.manifest import ROBOTS, build_manifest
 from marketapp.models import Portal
+from marketapp.scenarios.robot import CODE as RUN_SCENARIO
+from marketapp.scenarios.robot import scenario_choices
 from marketapp.security import (
     PortalSession,
     allow_framing_by,
@@ -80,6 +82,11 @@ def robot_settings() -> ResponseReturnValue:
             _("This robot does not belong to Smart scenarios."), status=404, code="unknown_robot"
         )
     current = options.get("current_values")
+    scenarios = (
+        scenario_choices(db_session(), portal, session.language)
+        if robot.code == RUN_SCENARIO
+        else None
+    )
     return _page(
         "pages/robot_settings.html",
         portal,
@@ -87,6 +94,7 @@ def robot_settings() -> ResponseReturnValue:
         robot=robot,
         values=current if isinstance(current, dict) else {},
         language=session.language,
+        scenarios=scenarios,
     )
 
 

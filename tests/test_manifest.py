@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from marketapp.actions import ACTIONS
-from marketapp.lifecycle.manifest import ROBOTS, build_manifest
+from marketapp.lifecycle.manifest import ROBOTS, build_manifest, params_of
 from marketapp.lifecycle.registration import digest
 
 GOLDEN = Path(__file__).parent / "golden" / "robots.json"
@@ -26,6 +25,6 @@ def test_registered_robots_are_exactly_as_before() -> None:
 
 def test_every_parameter_has_a_property_and_every_robot_an_action() -> None:
     for robot in ROBOTS:
-        assert list(robot.properties) == list(ACTIONS[robot.code].Params.model_fields)
+        assert list(robot.properties) == list(params_of(robot.code).model_fields)
         for prop in robot.properties.values():
             assert set(prop["Name"]) == {"en", "ru"}

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from marketapp.actions import ACTIONS
+from marketapp.scenarios.robot import RunScenarioParams
 
 ENTITIES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
 PLACEMENT_KINDS = ("LIST_TOOLBAR", "LIST_MENU", "DETAIL_TOOLBAR")
@@ -165,7 +166,27 @@ ROBOTS: tuple[Robot, ...] = (
             "reason": _REASON,
         },
     ),
+    Robot(
+        code="run_scenario",
+        name={"en": "Smart scenarios: run scenario", "ru": "Умные сценарии: запустить сценарий"},
+        description={
+            "en": "Runs a scenario on the record; calls of one burst become one launch.",
+            "ru": "Запускает сценарий по записи; вызовы одной пачки становятся одним запуском.",
+        },
+        properties=properties_of(RunScenarioParams),
+        return_properties={
+            "status": _STATUS,
+            "launch_id": _prop({"en": "Launch ID", "ru": "ID запуска"}, "string"),
+            "reason": _REASON,
+        },
+    ),
 )
+
+
+def params_of(code: str) -> type[BaseModel]:
+    """The parameter model a robot's properties are generated from."""
+    return RunScenarioParams if code == "run_scenario" else ACTIONS[code].Params
+
 
 PLACEMENT_TITLE = {"en": "Smart scenarios", "ru": "Умные сценарии"}
 

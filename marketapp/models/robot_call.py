@@ -19,6 +19,9 @@ class RobotCallState(enum.StrEnum):
     # Not shown to come from a workflow of the portal (marketapp.robot_origin): no side effect,
     # no answer. Stored as a string: no migration.
     REJECTED = "rejected"
+    # A "Run scenario" call whose launch is running its record (``wait = yes``); it goes back
+    # to QUEUED with its outcome when the record's enrollment ends (marketapp.scenarios.robot).
+    WAITING = "waiting"
 
 
 class RobotCall(TenantMixin, TimestampMixin, Base):
@@ -46,3 +49,8 @@ class RobotCall(TenantMixin, TimestampMixin, Base):
     return_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     log_message: Mapped[str] = mapped_column(Text, default="")
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The call's ``auth[user_id]`` (the robot's run-as user) and that user's access token, kept
+    # until the run-scenario robot has launched with it, then wiped.
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    user_token: Mapped[str | None] = mapped_column(Encrypted(2048))
+    launch_id: Mapped[int | None] = mapped_column(Integer, index=True)  # run_scenario calls
