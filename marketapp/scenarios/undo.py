@@ -8,7 +8,9 @@ nothing new:
 
 - a field is restored only while it still holds the value the launch wrote (read fresh); a
   later human edit wins and is reported as a conflict, per record and field;
-- a timeline comment is deleted (``crm.timeline.comment.delete``; one already gone counts);
+- a timeline comment is deleted (``crm.timeline.comment.delete``; one already gone counts),
+  and so is the engine's timeline line of every step undone; the lines of e-mails and SMS stay,
+  as the record of what was sent;
 - a task is completed (``tasks.task.complete``; one already completed or deleted counts);
 - sent e-mails and SMS cannot be taken back: they are counted and reported.
 
@@ -46,6 +48,7 @@ READ_BLOCK = 2_500  # records read per request (50 list commands of 50 ids)
 # Ledger channels of the launch's side effects, by what undo does with them.
 EDIT_CHANNELS = ("edit",)
 COMMENT_CHANNELS = ("comment",)
+LINE_CHANNEL = "timeline_line"  # the engine's line of a step, keyed ``{step key}:line``
 TASK_CHANNELS = ("task",)
 NOT_UNDOABLE = {"email": "email", "smtp": "email", "sms": "sms"}
 ACTIVE_STATES = (LaunchState.EXPANDING, LaunchState.RUNNING, LaunchState.PARKED)
@@ -84,6 +87,7 @@ class UndoReport:
     conflicts: list[Conflict] = field(default_factory=list)
     records_gone: int = 0  # edited records deleted since: nothing to restore
     comments_deleted: int = 0
+    lines_deleted: int = 0  # the engine's timeline lines of the steps undone
     tasks_closed: int = 0
     unknown: int = 0  # comments/tasks whose creation outcome is unknown: no id to undo
     problems: list[Problem] = field(default_factory=list)
@@ -93,6 +97,7 @@ class UndoReport:
     @property
     def nothing_new(self) -> bool:
         done = self.records_restored + self.comments_deleted + self.tasks_closed
+        done += self.lines_deleted
         return not (done or self.conflicts or self.records_gone or self.problems or self.stopped)
 
     def describe(self) -> dict[str, Any]:
@@ -127,6 +132,10 @@ class UndoReport:
         if self.records_gone:
             lines.append(_("Records deleted since the launch: %(n)s.", n=self.records_gone))
         lines.append(_("Timeline comments deleted: %(n)s.", n=self.comments_deleted))
+        if self.lines_deleted:
+            lines.append(
+                _("Scenario lines removed from the timeline: %(n)s.", n=self.lines_deleted)
+            )
         lines.append(_("Tasks closed: %(n)s.", n=self.tasks_closed))
         for p in self.problems:
             lines.append(_("Not undone (%(kind)s): %(reason)s", kind=p.kind, reason=p.reason))
@@ -172,6 +181,10 @@ def undo(session: Session, portal: Portal, launch_id: int, client: BatchClient) 
     )
     tasks = _with_id(_todo(rows, done, TASK_CHANNELS, report), report)
     report.tasks_closed = _undo_remote(session, portal, client, tasks, "task", _close_task, report)
+    lines = _with_id(_todo(_undone_lines(rows), done, (LINE_CHANNEL,), report), report)
+    report.lines_deleted = _undo_remote(
+        session, portal, client, lines, "comment", _delete_comment, report
+    )
     return report
 
 
@@ -185,6 +198,17 @@ def _launch_rows(session: Session, portal: Portal, launch_id: int) -> list[Send]
         func.substr(Send.key, 1, len(prefix)) == prefix,  # LIKE would treat "_" as a wildcard
     )
     return list(session.scalars(query.order_by(Send.id)))
+
+
+def _undone_lines(rows: list[Send]) -> list[Send]:
+    """The engine's lines of steps undo takes back (not of e-mails and SMS: they were sent)."""
+    channels = {r.key: r.channel for r in rows}
+    return [
+        r
+        for r in rows
+        if r.channel == LINE_CHANNEL
+        and channels.get(r.key.removesuffix(":line")) not in NOT_UNDOABLE
+    ]
 
 
 def _undo_key(key: str) -> str:
