@@ -207,7 +207,7 @@ def start_calls(ctx: ActionContext, calls: list[RobotCall]) -> list[RobotCall]:
     answer: list[RobotCall] = []
     for key, group in groups.items():
         answer.extend(_start_group(ctx, key, sorted(group, key=lambda c: c.id)))
-    ctx.session.commit()
+        ctx.session.commit()
     return answer
 
 
@@ -242,6 +242,7 @@ def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[R
         # arrived since are not in it and start a launch of their own.
         calls = [c for c in calls if c.entity_id not in enrolled] if joined else []
         answer.extend(_joined(launched.id, defn, params.wait, joined))
+        ctx.session.commit()  # before the next REST call: SQLite's limiter needs the write lock
     return answer
 
 
