@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from marketapp.db import db_session
 from marketapp.devportal import DevportalServer
 from marketapp.models import Enrollment, Launch, Portal, RobotCall, RobotCallState, Scenario
+from marketapp.robots import sweep_robot_calls
+from marketapp.scenarios import robot as scenario_robot
 from marketapp.scenarios import versions
 from marketapp.scenarios.launches import stop
 from marketapp.scenarios.robot import parse_values, sweep_waiting_calls
@@ -264,3 +267,36 @@ def test_values_are_key_value_lines_or_json() -> None:
     for bad in ("tag vip", "[1, 2]", "{oops"):
         with pytest.raises(ValueError):
             parse_values(bad)
+
+
+def test_a_worker_dying_after_the_launch_makes_no_second_launch(
+    robot_portal: Installed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launch commits, then the worker dies before the calls are linked to it: once the
+    calls' lease runs out they are taken over, and the group's key finds the same launch."""
+    save(robot_portal)
+    real = scenario_robot._joined
+    crashes: list[int] = []
+
+    def dies_once(*args: Any) -> Any:
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("worker killed")
+        return real(*args)
+
+    monkeypatch.setattr(scenario_robot, "_joined", dies_once)
+    wids = burst(robot_portal, contact_ids(robot_portal, 40), scenario="robot-run", wait="no")
+    robot_portal.settle()
+    assert crashes and [t for _id, t, _e in launches(robot_portal)] == [40]
+    assert [f["sends"] for f in flows(robot_portal, wids)] == [0] * 40
+    with robot_portal.app.app.app_context():  # the dead worker's lease runs out
+        session = db_session()
+        session.execute(update(RobotCall).values(lease_until=datetime.now(UTC) - timedelta(1)))
+        session.commit()
+        sweep_robot_calls()
+    robot_portal.settle()
+    ((launch_id, total, enrolled),) = launches(robot_portal)
+    assert (total, enrolled) == (40, 40)
+    for flow in flows(robot_portal, wids):
+        assert flow["sends"] == 1
+        assert flow["return_values"]["launch_id"] == str(launch_id)
