@@ -1,17 +1,725 @@
-"""The scenario engine: runs the due enrollments of a portal's launches (work in progress)."""
+"""The scenario engine: runs the due enrollments of a portal's launches, a slice at a time.
+
+:func:`process_portal` (a job per portal) wakes the waits that are due, then claims due
+enrollments with a lease (:mod:`marketapp.leases`), up to 50 at the same step of the same launch,
+and runs that step for all of them at once:
+
+- an acting step (and the acting steps ``with_previous`` right after it) goes through the shared
+  runner (:func:`marketapp.actions.runner.run_requests`) or, for tasks and notifications,
+  :mod:`marketapp.scenarios.engine_steps`: one read of the records, one batch of up to 50
+  commands per step, every side effect claimed in the ledger under
+  ``launch:{launch}:{enrollment}:{step}`` before it is attempted and settled after;
+- a wait sets ``next_at`` (no worker sleeps); a condition reads the record fresh; a split takes
+  the record's reproducible bucket; a stop ends the record.
+
+Each record is settled from the outcome, its counters move and its log grows in the same commit
+as its state. A skip for the record itself (gone, unreadable) or a failure ends it; other skips
+(no phone …) count at the step and the record goes on. A transient error puts the group back
+with a backoff; after ``MAX_TRIES`` the records end ``failed`` with the reason. On
+``PortalUnavailable`` the portal's launches are parked (enrollments stay due) until the portal
+is healthy again; :func:`sweep_enrollments` un-parks them and re-queues expired leases and due
+waits. A job runs at most ``SLICE`` groups, then queues itself again, so robot calls of the same
+portal (which share its limiter) get their turns while a big launch runs.
+
+"Now" for waits comes from :func:`now` (tests move it; leases use the wall clock).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from marketapp.jobs import job
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from marketapp.actions.base import (
+    ActionContext,
+    Outcome,
+    RetryLater,
+    Target,
+    load_records,
+    template_fields,
+)
+from marketapp.actions.runner import Request, run_requests
+from marketapp.bitrix.client import client_for
+from marketapp.bitrix.errors import BitrixError, PortalUnavailable
+from marketapp.bitrix.http import shared_session
+from marketapp.channel_settings import channel_settings
+from marketapp.config import get_config
+from marketapp.db import db_session
+from marketapp.jobs import enqueue, job, periodic
+from marketapp.leases import Leases
+from marketapp.models import (
+    Enrollment,
+    EnrollmentState,
+    Launch,
+    LaunchEvent,
+    LaunchState,
+    Portal,
+    PortalStatus,
+    ScenarioVersion,
+)
+from marketapp.scenarios import steps as st
+from marketapp.scenarios.constants import constant_values
+from marketapp.scenarios.context import portal_view, template_context
+from marketapp.scenarios.counters import Deltas, bump
+from marketapp.scenarios.definition import ScenarioDefinition
+from marketapp.scenarios.engine_steps import run_engine_step, write_lines
+from marketapp.scenarios.plan import ACTING, Plan
+from marketapp.scenarios.preview import STEP_COMMANDS, _zone, budget_for, estimate, wait_until
+
+log = logging.getLogger(__name__)
+GROUP_SIZE = 50
+SLICE = 4  # groups per job run before the job queues itself again (fair to robot calls)
+LEASE = timedelta(minutes=5)
+MAX_TRIES = 5  # transient failures of one step before the record ends failed
+MAX_TAKEOVERS = 3  # leases lost (a worker died on the group) before the record ends failed
+LEASES = Leases(Enrollment, EnrollmentState.PENDING, EnrollmentState.RUNNING, LEASE)
+# Skips that are about the record itself: it cannot go on.
+# Queue the job for a wait that ends within this many seconds (the sweeper does the rest).
+WAKE_AHEAD = 60.0
+RECORD_REASONS = {"not_found", "unsupported_document", "access_denied", "unreadable"}
+RUNNABLE = (LaunchState.RUNNING, LaunchState.EXPANDING, LaunchState.STOPPING)
+ACTIVE = (EnrollmentState.PENDING, EnrollmentState.RUNNING, EnrollmentState.WAITING)
+ACTED = "_acted"  # key in ``Enrollment.branches``: some acting step did something
 
 
 def now() -> datetime:
-    """The engine's "now" (waits and due times); tests move it with the emulator's clock."""
+    """The engine's "now" (waits and due times); tests replace it to move time."""
     return datetime.now(UTC)
+
+
+def ledger_key(launch_id: int, enrollment_id: int, path: str) -> str:
+    return f"launch:{launch_id}:{enrollment_id}:{path}"
+
+
+# -- the job ----------------------------------------------------------------------------------
 
 
 @job(retries=20, retry_delay=5)
 def process_portal(portal_id: int) -> None:
-    """Run the due enrollments of one portal's launches, a slice at a time."""
+    """Run due enrollments of one portal's launches, at most ``SLICE`` groups, then re-queue."""
+    session = db_session()
+    portal = session.get(Portal, portal_id)
+    if portal is None or portal.status is not PortalStatus.ACTIVE:
+        return  # uninstalled or waiting for re-authorisation: enrollments stay due
+    runs: dict[int, LaunchRun] = {}
+    with force_locale(portal.language):
+        wake(session, portal, runs)
+        more = False
+        for _n in range(SLICE):
+            group = _claim(session, portal, runs)
+            if not group:
+                break
+            run = runs[group[0].launch_id]
+            try:
+                run.step(group)
+            except PortalUnavailable as exc:
+                log.warning("portal unavailable", extra={"portal_id": portal_id, "why": str(exc)})
+                LEASES.release(session, group)
+                park(session, portal, str(exc))
+                return
+            except (RetryLater, BitrixError) as exc:
+                if isinstance(exc, BitrixError) and not exc.retryable:
+                    run.fail_group(group, "rest_error", str(exc))
+                else:
+                    delay = run.back_off(group, str(exc))
+                    enqueue(process_portal, portal_id, session=session, delay=delay)
+                    break
+        else:
+            more = True
+        for run in runs.values():
+            run.finish_if_done()
+        if more:
+            enqueue(process_portal, portal_id, session=session)
+        else:
+            _schedule_next_wake(session, portal)
+        session.commit()
+
+
+def _schedule_next_wake(session: Session, portal: Portal) -> None:
+    """Queue the job for the next wait that ends within a minute (the sweeper does the rest)."""
+    soonest = session.scalar(
+        select(func.min(Enrollment.next_at)).where(
+            Enrollment.portal_id == portal.id, Enrollment.state == EnrollmentState.WAITING
+        )
+    )
+    if soonest is None:
+        return
+    seconds = (_aware(soonest) - now()).total_seconds()
+    if seconds <= WAKE_AHEAD:
+        enqueue(process_portal, portal.id, session=session, delay=max(0.0, seconds))
+
+
+def park(session: Session, portal: Portal, why: str) -> None:
+    """Park the portal's running launches; their enrollments stay due for the un-park."""
+    session.execute(
+        update(Launch)
+        .where(Launch.portal_id == portal.id, Launch.state == LaunchState.RUNNING)
+        .values(state=LaunchState.PARKED, reason="portal_unavailable")
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    log.info("launches parked", extra={"portal_id": portal.id, "why": why[:200]})
+
+
+@periodic(every_minutes=1)
+def sweep_enrollments() -> None:
+    """Un-park launches of healthy portals; queue portals with due work nobody is on (expired
+    leases, due enrollments and waits)."""
+    session = db_session()
+    healthy = select(Portal.id).where(Portal.status == PortalStatus.ACTIVE)
+    session.execute(
+        update(Launch)
+        .where(Launch.state == LaunchState.PARKED, Launch.portal_id.in_(healthy))
+        .values(state=LaunchState.RUNNING, reason="")
+        .execution_options(synchronize_session=False)
+    )
+    due = (Enrollment.state.in_((EnrollmentState.PENDING, EnrollmentState.WAITING))) & (
+        Enrollment.next_at <= now()
+    )
+    lost = (Enrollment.state == EnrollmentState.RUNNING) & (
+        Enrollment.lease_until < datetime.now(UTC)
+    )
+    portal_ids = session.scalars(
+        select(Enrollment.portal_id)
+        .join(Launch, Launch.id == Enrollment.launch_id)
+        .where(Launch.state.in_(RUNNABLE), Launch.portal_id.in_(healthy), due | lost)
+        .distinct()
+    ).all()
+    for portal_id in portal_ids:
+        enqueue(process_portal, portal_id, session=session)
+    session.commit()
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+def _runnable_ids(session: Session, portal: Portal) -> list[int]:
+    # A launch reading explicit ids with the user's rights waits for that check.
+    query = select(Launch.id).where(
+        Launch.portal_id == portal.id,
+        Launch.state.in_(RUNNABLE),
+        (Launch.state != LaunchState.EXPANDING) | Launch.target_filter.is_not(None),
+    )
+    return list(session.scalars(query))
+
+
+def _claim(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> list[Enrollment]:
+    """Up to 50 due enrollments of one launch at one step (the oldest due first)."""
+    launch_ids = _runnable_ids(session, portal)
+    if not launch_ids:
+        return []
+    due = Enrollment.next_at <= now()
+    first = session.execute(
+        select(Enrollment.launch_id, Enrollment.step)
+        .where(
+            Enrollment.portal_id == portal.id,
+            Enrollment.launch_id.in_(launch_ids),
+            LEASES.claimable(datetime.now(UTC)),
+            due,
+        )
+        .order_by(Enrollment.id)
+        .limit(1)
+    ).first()
+    if first is None:
+        return []
+    launch_id, path = first
+    # Rows this session settled before are in its identity map with the values it wrote: the
+    # claim must see the ones it sets (running), not those.
+    session.expire_all()
+    group = list(
+        LEASES.claim(
+            session,
+            Enrollment.portal_id == portal.id,
+            Enrollment.launch_id == launch_id,
+            Enrollment.step == path,
+            due,
+            limit=GROUP_SIZE,
+        )
+    )
+    if launch_id not in runs:
+        runs[launch_id] = LaunchRun.load(session, portal, launch_id)
+    return runs[launch_id].give_up_takeovers(group)
+
+
+def wake(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> None:
+    """Waits that are due move on to the step after them (one UPDATE per launch and step)."""
+    t = now()
+    due = session.execute(
+        select(Enrollment.launch_id, Enrollment.step)
+        .where(
+            Enrollment.portal_id == portal.id,
+            Enrollment.state == EnrollmentState.WAITING,
+            Enrollment.next_at <= t,
+        )
+        .distinct()
+    ).all()
+    for launch_id, path in due:
+        if launch_id not in runs:
+            runs[launch_id] = LaunchRun.load(session, portal, launch_id)
+        runs[launch_id].wake(path, t)
+    session.commit()
+
+
+# -- one launch -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Settled:
+    """What a step did to one enrollment."""
+
+    kind: str  # sent | skipped | failed | waiting | branch | passed
+    reason: str = ""
+    message: str = ""
+    result_id: str = ""
+    ends: EnrollmentState | None = None  # a final state, or None: the record goes on
+
+
+class LaunchRun:
+    """One launch being worked on in this job run: its plan, context and counters."""
+
+    def __init__(self, session: Session, portal: Portal, row: Launch, plan: Plan) -> None:
+        self.session = session
+        self.portal = portal
+        self.row = row
+        self.plan = plan
+        self.defn = plan.defn
+        config = get_config()
+        info = portal_view(portal.domain, portal.language)
+        self.zone = _zone(str(info.get("timezone") or ""))
+        self.constants = constant_values(session, portal)
+        self.ctx = ActionContext(
+            session=session,
+            portal=portal,
+            client=client_for(portal),
+            channels=channel_settings(session, portal),
+            app_code=config.app_code,
+            http=shared_session(),
+            timeout=config.http_timeout,
+            template_globals=template_context({}, row.params, self.constants, row.user, info),
+        )
+        self.touched = False
+        self._stopping = False
+        self._ended = False  # a record ended: robot calls waiting for it get their answer
+
+    @classmethod
+    def load(cls, session: Session, portal: Portal, launch_id: int) -> LaunchRun:
+        row = session.get(Launch, launch_id)
+        assert row is not None
+        version = session.get(ScenarioVersion, row.version_id)
+        assert version is not None
+        return cls(
+            session, portal, row, Plan.of(ScenarioDefinition.model_validate(version.definition))
+        )
+
+    @property
+    def name(self) -> str:
+        lang = self.portal.language if self.portal.language in ("ru", "en") else "en"
+        return str(getattr(self.defn.name, lang))
+
+    # claiming helpers
+
+    def give_up_takeovers(self, group: list[Enrollment]) -> list[Enrollment]:
+        """Records whose worker died ``MAX_TAKEOVERS`` times end failed; the rest run."""
+        lost = [e for e in group if e.attempts >= MAX_TAKEOVERS]
+        if lost:
+            message = _("The scenario stopped %(n)s times on this record.", n=MAX_TAKEOVERS)
+            self._settle(
+                {
+                    e.id: Settled("failed", "gave_up", message, ends=EnrollmentState.FAILED)
+                    for e in lost
+                },
+                lost,
+                lost[0].step,
+            )
+            self.session.commit()
+        return [e for e in group if e.attempts < MAX_TAKEOVERS]
+
+    def wake(self, path: str, t: datetime) -> None:
+        following = self.plan.after.get(path)
+        values: dict[str, Any] = {"next_at": t, "tries": 0}
+        if following is None:
+            values.update(state=EnrollmentState.DONE, step="")
+        else:
+            values.update(state=EnrollmentState.PENDING, step=following)
+        woken = self.session.scalars(
+            update(Enrollment)
+            .where(
+                Enrollment.launch_id == self.row.id,
+                Enrollment.step == path,
+                Enrollment.state == EnrollmentState.WAITING,
+                Enrollment.next_at <= t,
+            )
+            .values(**values)
+            .returning(Enrollment.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        n = len(woken)
+        deltas: Deltas = Counter({("", "waiting"): -n, (path, "waiting"): -n, (path, "done"): n})
+        if following is None:
+            deltas[("", "done")] += n
+        bump(self.session, self.row, deltas)
+        if following is None and n:
+            self.session.flush()
+            _ended(self.session, self.row.id)
+        self.touched = True
+
+    # running a step
+
+    def step(self, group: list[Enrollment]) -> None:
+        path = group[0].step
+        step = self.plan.steps.get(path)
+        if step is None:  # the end of the scenario (or a path the version lacks)
+            self._settle(
+                {e.id: Settled("passed", ends=EnrollmentState.DONE) for e in group}, group, path
+            )
+        elif step.type in ACTING:
+            self._act(group, path)
+        else:
+            self._control(group, path, step)
+        self.session.commit()
+        self.touched = True
+
+    def _act(self, group: list[Enrollment], path: str) -> None:
+        unit = self.plan.unit(path)
+        by_step: dict[str, dict[int, Outcome]] = {}
+        targets = {e.id: Target(e.entity_type, e.entity_id, "") for e in group}
+        for here in unit:
+            by_step[here] = self._run_step(here, self.plan.steps[here], group, targets)
+        results: dict[int, list[tuple[str, Settled]]] = {e.id: [] for e in group}
+        lines: dict[str, tuple[Target, str]] = {}
+        for here in unit:
+            for enrollment in group:
+                outcome = by_step[here][enrollment.id]
+                settled = _settled(outcome, self._result_id(outcome))
+                results[enrollment.id].append((here, settled))
+                if settled.kind == "sent" and self.defn.timeline and outcome.message:
+                    key = ledger_key(self.row.id, enrollment.id, here)
+                    text = _("Scenario '%(name)s': %(what)s", name=self.name, what=outcome.message)
+                    lines[key] = (targets[enrollment.id], text)
+        write_lines(self.ctx, lines)
+        self._settle_unit(group, unit, results)
+
+    def _run_step(
+        self, path: str, step: Any, group: list[Enrollment], targets: dict[int, Target]
+    ) -> dict[int, Outcome]:
+        keys = {e.id: ledger_key(self.row.id, e.id, path) for e in group}
+        if step.action:
+            params = st.action_params(step).model_dump(mode="json")
+            requests = [
+                Request(keys[e.id], step.action, e.entity_type, e.entity_id, params) for e in group
+            ]
+            outcomes = run_requests(self.ctx, requests)
+            return {e.id: outcomes[keys[e.id]] for e in group}
+        records = {e.id: Target(e.entity_type, e.entity_id, keys[e.id]) for e in group}
+        fields = template_fields(*(getattr(step, f) for f in step.template_fields))
+        wanted = None if fields is None else fields | {"ASSIGNED_BY_ID"}
+        problems = load_records(self.ctx.client, list(records.values()), wanted)
+        ready = [t for t in records.values() if t.key not in problems]
+        for enrollment_id, t in records.items():
+            targets[enrollment_id].record = t.record
+        outcomes = dict(problems)
+        outcomes.update(
+            run_engine_step(self.ctx, step, ready, self.row.params, self.row.user_id, now())
+        )
+        return {e.id: outcomes[keys[e.id]] for e in group}
+
+    def _result_id(self, outcome: Outcome) -> str:
+        for name in ("activity_id", "comment_id", "task_id", "notification_id", "message_id"):
+            if outcome.values.get(name):
+                return str(outcome.values[name])
+        return ""
+
+    def _control(self, group: list[Enrollment], path: str, step: Any) -> None:
+        results: dict[int, Settled] = {}
+        if isinstance(step, st.StopStep):
+            results = {
+                e.id: Settled("passed", "stop_step", ends=EnrollmentState.DONE) for e in group
+            }
+            self._settle(results, group, path)
+            return
+        records, problems = self._fresh(group, step)
+        for e in group:
+            problem = problems.get(e.id)
+            if problem is not None:
+                results[e.id] = _settled(problem, "")
+                continue
+            record = records.get(e.id) or {}
+            if isinstance(step, st.WaitStep):
+                results[e.id] = self._wait(e, step, record)
+            elif isinstance(step, st.ConditionStep):
+                yes = st.holds(step.match, step.rules, record, self.row.params, self.constants)
+                branch = "yes" if yes else "no"
+                e.branches = {**e.branches, path: branch}
+                e.step = (
+                    self.plan.enter(path, f"{path}.{branch}", step.yes if yes else step.no) or ""
+                )
+                results[e.id] = Settled("branch", branch)
+            elif isinstance(step, st.SplitStep):
+                bucket = st.split_bucket(self.defn.key, step.id or path, e.entity_type, e.entity_id)
+                index = st.split_branch(step, bucket)
+                chosen = step.branches[index]
+                e.branches = {**e.branches, path: chosen.name}
+                e.step = (
+                    self.plan.enter(path, f"{path}.branches[{index}].steps", chosen.steps) or ""
+                )
+                results[e.id] = Settled("branch", chosen.name)
+        self._settle(results, group, path)
+
+    def _fresh(
+        self, group: list[Enrollment], step: Any
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, Outcome]]:
+        """The records read now (conditions and date waits); splits and timed waits read none."""
+        needs_read = isinstance(step, st.ConditionStep) or (
+            isinstance(step, st.WaitStep) and step.mode == "field"
+        )
+        if not needs_read:
+            return {}, {}
+        targets = {e.id: Target(e.entity_type, e.entity_id, str(e.id)) for e in group}
+        problems = load_records(self.ctx.client, list(targets.values()), _rule_fields(step))
+        records = {i: t.record or {} for i, t in targets.items() if t.record is not None}
+        return records, {int(k): p for k, p in problems.items()}
+
+    def _wait(self, e: Enrollment, step: st.WaitStep, record: dict[str, Any]) -> Settled:
+        t = now()
+        until = wait_until(step, record, self.row.params, t, self.zone)
+        if until is None:
+            message = _("The date to wait for is empty.")
+            return Settled("skipped", "no_date", message, ends=EnrollmentState.SKIPPED)
+        if until <= t:
+            e.step = self.plan.after.get(e.step) or ""
+            return Settled("passed")
+        e.state = EnrollmentState.WAITING
+        e.next_at = until.astimezone(UTC)
+        return Settled("waiting", message=until.isoformat(timespec="minutes"))
+
+    # settling
+
+    def _settle_unit(
+        self,
+        group: list[Enrollment],
+        unit: list[str],
+        results: dict[int, list[tuple[str, Settled]]],
+    ) -> None:
+        self._refresh_state()
+        deltas: Deltas = Counter()
+        events: list[dict[str, Any]] = []
+        for e in group:
+            end: Settled | None = None
+            for here, settled in results[e.id]:
+                self._note(e, settled)
+                deltas.update(_step_deltas(here, settled))
+                events.append(self._event(e, here, settled))
+                if settled.ends is not None and end is None:
+                    end = settled
+            if end is not None:
+                self._end(e, end, deltas)
+            else:
+                self._advance(e, self.plan.after.get(unit[-1]), deltas)
+        self._write(deltas, events)
+
+    def _settle(self, results: dict[int, Settled], group: list[Enrollment], path: str) -> None:
+        """Settle a group at one step; a record that goes on has its next ``step`` set (a
+        branch's first step, the step after a passed wait) or continues after ``path``."""
+        self._refresh_state()
+        deltas: Deltas = Counter()
+        events: list[dict[str, Any]] = []
+        for e in group:
+            settled = results[e.id]
+            deltas.update(_step_deltas(path, settled))
+            events.append(self._event(e, path, settled))
+            if settled.ends is not None:
+                self._end(e, settled, deltas)
+            elif settled.kind == "waiting" and not self._stopping:
+                e.lease_until = None
+                e.tries = 0
+                deltas[("", "waiting")] += 1
+            elif settled.kind == "waiting":
+                deltas[(path, "waiting")] -= 1
+                self._advance(e, None, deltas)
+            else:
+                self._advance(e, e.step if e.step != path else self.plan.after.get(path), deltas)
+        self._write(deltas, events)
+
+    def _refresh_state(self) -> None:
+        """The launch's state now (a stop may have come from another process meanwhile)."""
+        self.session.refresh(self.row, ["state"])
+        self._stopping = self.row.state in (LaunchState.STOPPING, LaunchState.STOPPED)
+
+    def _advance(self, e: Enrollment, following: str | None, deltas: Deltas) -> None:
+        if self._stopping:
+            self._end(e, Settled("stopped", "stopped", ends=EnrollmentState.STOPPED), deltas)
+            return
+        if not following:
+            self._end(e, Settled("passed", ends=EnrollmentState.DONE), deltas)
+            return
+        e.step = following
+        e.state = EnrollmentState.PENDING
+        e.next_at = now()
+        e.lease_until = None
+        e.tries = 0
+
+    def _end(self, e: Enrollment, settled: Settled, deltas: Deltas) -> None:
+        """Make an enrollment final. A record that reached the end with nothing done for it
+        (every acting step skipped it) ends ``skipped`` with its first skip's reason."""
+        state = settled.ends or EnrollmentState.DONE
+        if state is EnrollmentState.DONE and e.reason and not e.branches.get(ACTED):
+            state = EnrollmentState.SKIPPED
+        elif state is EnrollmentState.DONE:
+            e.reason, e.message = "", ""
+        else:
+            e.reason, e.message = settled.reason, settled.message
+        self._ended = True
+        e.state = state
+        e.lease_until = None
+        if state is EnrollmentState.DONE:
+            deltas[("", "done")] += 1
+        elif state is EnrollmentState.STOPPED:
+            deltas[("", "stopped")] += 1
+        else:
+            deltas[("", f"{state.value}:{e.reason}")] += 1
+
+    def _note(self, e: Enrollment, settled: Settled) -> None:
+        """Remember that something was done for the record, or its first skip."""
+        if settled.kind == "sent" and not e.branches.get(ACTED):
+            e.branches = {**e.branches, ACTED: True}
+        elif settled.kind == "skipped" and not e.reason:
+            e.reason, e.message = settled.reason, settled.message
+
+    def _event(self, e: Enrollment, path: str, settled: Settled) -> dict[str, Any]:
+        return {
+            "portal_id": self.portal.id,
+            "launch_id": self.row.id,
+            "enrollment_id": e.id,
+            "step": path,
+            "kind": settled.kind,
+            "reason": settled.reason,
+            "message": settled.message[:2000],
+            "result_id": settled.result_id[:128],
+            "at": datetime.now(UTC),
+        }
+
+    def _write(self, deltas: Deltas, events: list[dict[str, Any]]) -> None:
+        bump(self.session, self.row, deltas)
+        if events:
+            self.session.execute(insert(LaunchEvent), events)
+        if self._ended:
+            self.session.flush()
+            _ended(self.session, self.row.id)
+            self._ended = False
+
+    # failures
+
+    def back_off(self, group: list[Enrollment], why: str) -> float:
+        """A transient failure: the group waits ``2**tries`` seconds (capped); after
+        ``MAX_TRIES`` its records end failed. Returns the delay."""
+        self.session.rollback()
+        tries = max(e.tries for e in group) + 1
+        if tries >= MAX_TRIES:
+            self.fail_group(group, "transient", why)
+            return 0.0
+        delay = float(min(60, 2**tries))
+        for e in group:
+            e.tries = tries
+            e.state = EnrollmentState.PENDING
+            e.lease_until = None
+            e.next_at = now() + timedelta(seconds=delay)
+            e.message = why[:500]
+        self.session.commit()
+        return delay
+
+    def fail_group(self, group: list[Enrollment], reason: str, why: str) -> None:
+        self.session.rollback()
+        message = _("The step kept failing: %(error)s", error=why[:300])
+        settled = Settled("failed", reason, message, ends=EnrollmentState.FAILED)
+        self._settle(dict.fromkeys((e.id for e in group), settled), group, group[0].step)
+        self.session.commit()
+
+    # the end of the launch
+
+    def finish_if_done(self) -> None:
+        """A launch with no active enrollment left (and its target read) is done or stopped;
+        the ETA is recomputed on the way."""
+        if not self.touched:
+            return
+        self.session.refresh(self.row)
+        active = recompute_eta(self.session, self.portal, self.row, self.plan)
+        if active or self.row.state is LaunchState.EXPANDING:
+            return
+        if self.row.state in (LaunchState.RUNNING, LaunchState.STOPPING):
+            stopping = self.row.state is LaunchState.STOPPING
+            self.row.state = LaunchState.STOPPED if stopping else LaunchState.DONE
+            self.row.finished_at = datetime.now(UTC)
+
+
+def recompute_eta(session: Session, portal: Portal, row: Launch, plan: Plan) -> int:
+    """The REST work left (preview's ``estimate``) for the active enrollments, each counted
+    once per acting step (an upper bound: branches and skips send less). Returns how many
+    enrollments are active."""
+    active = int(
+        session.scalar(
+            select(func.count()).where(Enrollment.launch_id == row.id, Enrollment.state.in_(ACTIVE))
+        )
+        or 0
+    )
+    commands = {p: active for p, s in plan.steps.items() if s.type in STEP_COMMANDS}
+    eta = estimate(active, commands, budget_for(session, portal))
+    eta.update(active=active, at=datetime.now(UTC).isoformat(timespec="seconds"))
+    row.eta = eta
+    return active
+
+
+def _ended(session: Session, launch_id: int) -> None:
+    """Robot calls waiting for records of the launch that ended get their answers (same
+    transaction as the end)."""
+    from marketapp.scenarios.robot import enrollments_ended
+
+    enrollments_ended(session, [launch_id])
+
+
+def _settled(outcome: Outcome, result_id: str) -> Settled:
+    if outcome.status == "sent":
+        return Settled("sent", message=outcome.message, result_id=result_id)
+    if outcome.status == "skipped":
+        ends = EnrollmentState.SKIPPED if outcome.reason in RECORD_REASONS else None
+        return Settled("skipped", outcome.reason, outcome.message, ends=ends)
+    return Settled("failed", outcome.reason, outcome.message, ends=EnrollmentState.FAILED)
+
+
+def _step_deltas(path: str, settled: Settled) -> Deltas:
+    deltas: Deltas = Counter({(path, "entered"): 1})
+    if settled.kind in ("sent", "passed", "branch"):
+        deltas[(path, "done")] += 1
+    elif settled.kind == "waiting":
+        deltas[(path, "waiting")] += 1
+    elif settled.kind in ("skipped", "failed", "stopped"):
+        deltas[(path, f"{settled.kind}:{settled.reason}")] += 1
+    return deltas
+
+
+def _rule_fields(step: Any) -> set[str] | None:
+    if isinstance(step, st.WaitStep):
+        return {step.field} if step.field else set()
+    fields: set[str] = set()
+
+    def visit(rules: list[Any]) -> None:
+        for rule in rules:
+            if isinstance(rule, st.Group):
+                visit(rule.rules)
+                continue
+            for operand in (rule.left, rule.right):
+                if operand is not None and operand.field:
+                    fields.add(operand.field)
+
+    visit(step.rules)
+    return fields
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from marketapp.actions.base import ENTITY_METHODS, Target, load_records
 from marketapp.bitrix.client import client_for_user
-from marketapp.bitrix.errors import BitrixError
+from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job
 from marketapp.models import (
@@ -42,17 +42,13 @@ from marketapp.models import (
     ScenarioVersion,
 )
 from marketapp.scenarios import engine
-from marketapp.scenarios import steps as st
 from marketapp.scenarios.counters import Deltas, bump, launch_counters, shaped
 from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.preview import (
     RECORDS_PER_REQUEST,
-    STEP_COMMANDS,
     Selection,
     _hidden,
-    budget_for,
     check_filter,
-    estimate,
     list_pages,
 )
 
@@ -219,26 +215,6 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
     }
 
 
-def recompute_eta(session: Session, portal: Portal, row: Launch) -> dict[str, Any]:
-    """The REST work left (preview's ``estimate``) for the enrollments still active: each may
-    still send one command per action step (an upper bound: branches and skips send fewer)."""
-    active = int(
-        session.scalar(
-            select(func.count()).where(Enrollment.launch_id == row.id, Enrollment.state.in_(ACTIVE))
-        )
-        or 0
-    )
-    defn = ScenarioDefinition.model_validate(
-        session.get(ScenarioVersion, row.version_id).definition  # type: ignore[union-attr]
-    )
-    commands = {p: active for p, s in st.walk(defn.steps) if s.type in STEP_COMMANDS}
-    eta = estimate(active, commands, budget_for(session, portal))
-    eta["active"] = active
-    eta["at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    row.eta = eta
-    return eta
-
-
 # -- stop ---------------------------------------------------------------------------------------
 
 
@@ -274,6 +250,9 @@ def stop(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
         )
         or 0
     )
+    if stopped:
+        session.flush()
+        engine._ended(session, row.id)
     row.state = LaunchState.STOPPING if in_flight else LaunchState.STOPPED
     row.user_token = None
     if not in_flight:
@@ -305,8 +284,8 @@ def expand_launch(launch_id: int) -> None:
         else:
             _check_ids(session, portal, row)
     except BitrixError as exc:
-        if exc.retryable:
-            raise
+        if exc.retryable or isinstance(exc, PortalUnavailable):
+            raise  # the job's retries; the launch waits, expanding
         # The user's token expired or their rights refuse the read: the launch cannot start.
         log.warning("launch target unreadable", extra={"launch_id": row.id, "why": str(exc)})
         row.reason = "target_unreadable"

@@ -41,6 +41,7 @@ def task_add(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         "status": "2",
         "auditors": [str(a) for a in fields.get("AUDITORS") or []],
         "accomplices": [str(a) for a in fields.get("ACCOMPLICES") or []],
+        "xmlId": str(fields.get("XML_ID") or ""),
     }
     ctx.portal.tasks.append(task)
     return {"task": task}
@@ -101,6 +102,23 @@ def task_get(ctx: Ctx, params: dict[str, Any]) -> Any:
     if task is None:
         return []  # docs: an empty array when the task is missing or out of reach
     return {"task": _task_view(task, select)}
+
+
+@method("tasks.task.list", "task")
+def task_list(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    """Tasks the user can see, filtered by exact field values (``ID``, ``XML_ID``,
+    ``RESPONSIBLE_ID``, ``STATUS``); ``{"tasks": [...]}`` as the docs show, 50 a page."""
+    raw = param(params, "filter", default={}) or {}
+    wanted = {camel(str(k).upper()): v for k, v in raw.items()} if isinstance(raw, dict) else {}
+    select = param(params, "select", default=None)
+    rows = []
+    for task in ctx.portal.tasks:
+        visible = _task(ctx, {"taskId": task["id"]})
+        if visible is None:
+            continue
+        if all(str(task.get(k, "")) == str(v) for k, v in wanted.items()):
+            rows.append(_task_view(task, select if isinstance(select, list) and select else None))
+    return {"tasks": rows[:50]}
 
 
 @method("tasks.task.update", "task")
