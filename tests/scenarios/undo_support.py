@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from marketapp.bitrix.client import client_for
 from marketapp.db import db_session
-from marketapp.models import Enrollment, EnrollmentState, Launch, Portal
+from marketapp.models import Enrollment, EnrollmentState, Portal
 from marketapp.scenarios import launches, versions
 from marketapp.scenarios.preview import Selection
 from marketapp.scenarios.undo import UndoReport, undo
@@ -55,55 +55,8 @@ def start(installed: Installed, steps: list[dict[str, Any]], ids: list[int]) -> 
         return int(row.id)
 
 
-SIMULATE = True  # TEMPORARY until the engine lands
-
-
-def _simulate(installed: Installed, launch_id: int) -> None:
-    from marketapp.actions.runner import Request, run_requests
-    from marketapp.models import ScenarioVersion
-    from marketapp.robots import _context
-
-    with installed.app.app.app_context():
-        session = db_session()
-        launch = session.get(Launch, launch_id)
-        defn = session.get(ScenarioVersion, launch.version_id).definition
-        ctx = _context(session, portal_of(session))
-        enrollments = session.scalars(
-            select(Enrollment).where(Enrollment.launch_id == launch_id)
-        ).all()
-        for i, step in enumerate(defn["steps"]):
-            if step["type"] == "wait":
-                for e in enrollments:
-                    e.state = EnrollmentState.WAITING
-                session.commit()
-                return
-            code = {
-                "edit_fields": "edit_record",
-                "timeline_comment": "timeline_comment",
-                "send_email": "send_email",
-                "send_sms": "send_sms",
-            }.get(step["type"])
-            if code is None:
-                continue
-            params = {k: v for k, v in step.items() if k not in ("type", "id", "run")}
-            reqs = [
-                Request(
-                    f"launch:{launch_id}:{e.id}:steps[{i}]", code, "CONTACT", e.entity_id, params
-                )
-                for e in enrollments
-            ]
-            run_requests(ctx, reqs)
-        for e in enrollments:
-            e.state = EnrollmentState.DONE
-        session.commit()
-
-
 def finished(installed: Installed, launch_id: int) -> None:
     """Let the worker run the launch until no enrollment is pending or running."""
-    if SIMULATE:
-        installed.app.worker.idle()
-        _simulate(installed, launch_id)
-        return
 
     def settled() -> bool:
         installed.app.worker.idle()
