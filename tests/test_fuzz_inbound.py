@@ -91,7 +91,7 @@ EVENTS: list[dict[str, Any]] = [
     },
 ]
 
-ROBOT_CODES = ["send_email", "send_sms", "edit_record", "timeline_comment"]
+ROBOT_CODES = ["send_email", "send_sms", "edit_record", "timeline_comment", "run_scenario"]
 ROBOT: dict[str, Any] = {  # §4.3
     "workflow_id": "66f0a1b2c3d4e5.12345678",
     "code": "send_email",

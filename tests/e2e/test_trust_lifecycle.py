@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from marketapp.db import db_session
 from marketapp.devportal import DevportalServer
+from marketapp.lifecycle.manifest import ROBOTS
 from marketapp.models import Portal, PortalStatus, Registration
 from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.e2e.harness import AppServer, Installed, Worker, register_app
@@ -203,12 +204,8 @@ def test_update_delivered_after_its_token_expired_is_confirmed_with_a_refresh(
     installed.portal("/faults", "POST", expire_tokens=True)  # an hour in Bitrix24's queue
     resume_worker(installed)
     installed.settle()
-    assert {r["code"] for r in installed.registrations()["robots"]} == {
-        "send_email",
-        "send_sms",
-        "edit_record",
-        "timeline_comment",
-    }  # the update removed them; the confirmed event registered them again
+    # The update removed them; the confirmed event registered them again.
+    assert {r["code"] for r in installed.registrations()["robots"]} == {r.code for r in ROBOTS}
     assert installed.app.worker.errors == []
     assert page(installed, 1).status_code == 200
 
