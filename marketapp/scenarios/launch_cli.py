@@ -52,7 +52,7 @@ def list_command(member_id: str, limit: int, as_json: bool) -> None:
             f"{r['id']}  {r['scenario']} v{r['version']}  {r['state']}  "
             f"entered {c['entered']} done {c['done']} waiting {c['waiting']} "
             f"skipped {sum(c['skipped'].values())} failed {sum(c['failed'].values())} "
-            f"stopped {c['stopped']}  by {r['created_by'] or '-'}  {r['created_at']}"
+            f"stopped {c['stopped']}  by {r['created_by'] or '-'}  {r['created_at'][:19]}"
         )
 
 
@@ -72,12 +72,12 @@ def show_command(launch_id: int, member_id: str, records: int, as_json: bool) ->
         _print_json(doc)
         return
     click.echo(f"launch {doc['id']}  {doc['scenario']} v{doc['version']}  {doc['state']}")
-    click.echo(f"created {doc['created_at']} by {doc['created_by'] or '-'}")
+    click.echo(f"created {doc['created_at'][:19]} by {doc['created_by'] or '-'}")
     click.echo(f"total {doc['total']}  {_counts(doc['counters'])}")
     for step, values in doc["steps"].items():
         click.echo(f"  {step}: {_counts(values)}")
     if doc["eta"]:
-        click.echo(f"eta {json.dumps(doc['eta'], ensure_ascii=False, sort_keys=True)}")
+        click.echo(_eta(doc["eta"]))
     for line in doc["records"]:
         result = f"  #{line['result_id']}" if line["result_id"] else ""
         click.echo(
@@ -183,6 +183,14 @@ def _log(session: Session, portal: Portal, launch_id: int, limit: int) -> list[d
         for event, entity_type, entity_id in session.execute(query)
     ]
     return lines[::-1]
+
+
+def _eta(eta: dict[str, Any]) -> str:
+    seconds = float(eta.get("seconds") or 0)
+    return (
+        f"eta {seconds:.0f} s for {eta.get('active', 0)} active records "
+        f"({eta.get('requests', 0)} requests at {eta.get('per_second', '?')}/s)"
+    )
 
 
 def _counts(values: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ from marketapp.models import (
     EnrollmentState,
     FieldEdit,
     Launch,
+    LaunchEvent,
     LaunchState,
     Portal,
     Send,
@@ -112,6 +113,8 @@ class UndoReport:
             lines.append(_("The launch was stopped first."))
         if self.nothing_new:
             lines.append(_("Nothing new to undo: this launch has already been undone."))
+        elif self.already_undone:
+            lines.append(_("Undone earlier: %(n)s.", n=self.already_undone))
         lines.append(
             _(
                 "Fields restored: %(fields)s on %(records)s records.",
@@ -218,13 +221,14 @@ def _undo_key(key: str) -> str:
 def _todo(
     rows: list[Send], done: dict[str, Send], channels: Sequence[str], report: UndoReport
 ) -> list[Send]:
-    """The launch's rows of ``channels`` that may have acted and no earlier undo settled."""
+    """The launch's rows of ``channels`` that may have acted and no earlier undo took back (one
+    that failed is tried again)."""
     todo: list[Send] = []
     for row in rows:
         if row.channel not in channels or row.state is SendState.FAILED:
             continue
         earlier = done.get(_undo_key(row.key))
-        if earlier is not None and earlier.state is not SendState.CLAIMED:
+        if earlier is not None and earlier.state is SendState.SENT:
             report.already_undone += 1
         else:
             todo.append(row)
@@ -286,9 +290,15 @@ def _restore_chunk(
             report.records_gone += 1
             ledger.mark(row, SendState.SENT, gone=True)
             edit.undone_at = utcnow()
+            _event(
+                session, portal, edit.key, "undo_skipped", _("The record no longer exists."), "gone"
+            )
             continue
         restore, conflicts = _plan(edit, targets[edit.key].record or {})
         report.conflicts.extend(conflicts)
+        for c in conflicts:
+            message = _("%(field)s kept: changed after the launch.", field=c.field)
+            _event(session, portal, edit.key, "undo_skipped", message, "changed_since")
         detail: dict[str, Any] = {
             "conflicts": [c.field for c in conflicts],
             "restored": sorted(restore),
@@ -311,11 +321,15 @@ def _restore_chunk(
             edit.undone_at = utcnow()
             report.records_restored += 1
             report.fields_restored += len(detail["restored"])
-        elif not error.retryable:  # an update is idempotent: a transient error stays claimed
+            fields = ", ".join(detail["restored"])
+            _event(
+                session, portal, edit.key, "undone", _("Fields restored: %(fields)s", fields=fields)
+            )
+            continue
+        if not error.retryable:  # an update is idempotent: a transient error stays claimed
             ledger.mark(row, SendState.FAILED, reason=str(error))
-            report.problems.append(Problem("edit", edit.key, str(error)))
-        else:
-            report.problems.append(Problem("edit", edit.key, str(error)))
+        report.problems.append(Problem("edit", edit.key, str(error)))
+        _event(session, portal, edit.key, "undo_failed", str(error), "update_error")
     session.commit()
 
 
@@ -387,10 +401,14 @@ def _undo_remote(
             if error is None or key in settled:
                 ledger.mark(claim, SendState.SENT, row.external_id, earlier=key in settled)
                 undone += 1
+                _event(
+                    session, portal, row.key, "undone", UNDONE[kind](), result_id=row.external_id
+                )
             else:
                 if not error.retryable:
                     ledger.mark(claim, SendState.FAILED, row.external_id, reason=str(error))
                 report.problems.append(Problem(kind, row.key, _reason(kind, error)))
+                _event(session, portal, row.key, "undo_failed", str(error), f"{kind}_error")
         session.commit()
     return undone
 
@@ -419,6 +437,40 @@ def _already_done(
         if not task or str(task.get("status")) == "5":  # [] : deleted or not visible
             settled.add(key)
     return settled
+
+
+UNDONE: dict[str, Callable[[], str]] = {
+    "comment": lambda: str(_("Timeline comment deleted.")),
+    "task": lambda: str(_("Task closed.")),
+}
+
+
+def _event(
+    session: Session,
+    portal: Portal,
+    key: str,
+    kind: str,
+    message: str,
+    reason: str = "",
+    result_id: str = "",
+) -> None:
+    """A line of the per-record log for the enrollment and step of ledger ``key`` (no commit:
+    it goes with the batch's settlement)."""
+    _prefix, launch_id, enrollment_id, step = key.split(":", 3)
+    if step.endswith(":line"):  # the engine's own line: its step says enough
+        return
+    session.add(
+        LaunchEvent(
+            portal_id=portal.id,
+            launch_id=int(launch_id),
+            enrollment_id=int(enrollment_id),
+            step=step,
+            kind=kind,
+            reason=reason,
+            message=str(message)[:2000],
+            result_id=result_id,
+        )
+    )
 
 
 def _reason(kind: str, error: BitrixError) -> str:

@@ -73,6 +73,10 @@ def test_list_show_stop_undo(run: Any, installed: Installed) -> None:
     again = run("undo", str(first), *portal).output
     assert "Nothing new to undo" in again and "Fields restored: 0" in again
     assert "Timeline comments deleted: 4." in run("undo", str(second), *portal).output
+    log = json.loads(run("show", str(first), *portal, "--json", "--records", "2").output)
+    assert [(r["kind"], r["message"]) for r in log["records"]] == [
+        ("undone", "Fields restored: LAST_NAME, POST")
+    ] * 2
 
 
 def test_errors_exit_1_with_a_reason(run: Any, installed: Installed) -> None:

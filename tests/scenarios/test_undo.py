@@ -15,7 +15,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from marketapp.db import db_session
-from marketapp.models import Enrollment, EnrollmentState, Launch, LaunchState, Send, SendState
+from marketapp.models import (
+    Enrollment,
+    EnrollmentState,
+    Launch,
+    LaunchEvent,
+    LaunchState,
+    Send,
+    SendState,
+)
 from marketapp.scenarios import launches
 from marketapp.scenarios.undo import UndoError
 from tests.e2e.harness import Installed
@@ -81,6 +89,9 @@ def test_undo_restores_fields_keeps_a_persons_edit_and_reports_it(installed: Ins
     assert report.problems == [] and not report.nothing_new
     text = "\n".join(report.lines())
     assert f"POST of contact {edited}" in text and "'CEO'" in text
+    assert skipped_in_log(installed, launch_id) == [
+        (edited, "changed_since", "POST kept: changed after the launch.")
+    ]
 
     # A second undo finds everything done: no REST write, and it says so.
     since = last_request(installed)
@@ -90,6 +101,16 @@ def test_undo_restores_fields_keeps_a_persons_edit_and_reports_it(installed: Ins
     assert writes(installed, since) == []
     assert "already been undone" in "\n".join(again.lines())
     assert by_id(installed)[edited]["POST"] == "CEO"
+
+
+def skipped_in_log(installed: Installed, launch_id: int) -> list[tuple[int, str, str]]:
+    with installed.app.app.app_context():
+        query = (
+            select(Enrollment.entity_id, LaunchEvent.reason, LaunchEvent.message)
+            .join(Enrollment, Enrollment.id == LaunchEvent.enrollment_id)
+            .where(LaunchEvent.launch_id == launch_id, LaunchEvent.kind == "undo_skipped")
+        )
+        return [tuple(row) for row in db_session().execute(query)]  # type: ignore[misc]
 
 
 def lines_of(installed: Installed, ids: list[int]) -> list[str]:
