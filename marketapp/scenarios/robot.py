@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import ColumnElement, func, select
@@ -230,6 +231,7 @@ def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[R
         values = checked_values(defn, params.values, ctx.portal.language)
     except ValueError as exc:
         return _fail(calls, "invalid_values", str(exc))
+    name = defn.name.get(ctx.portal.language)
     answer: list[RobotCall] = []
     while calls:
         try:
@@ -241,7 +243,7 @@ def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[R
         # A retry after a crash finds the launch made from the same first call; calls that
         # arrived since are not in it and start a launch of their own.
         calls = [c for c in calls if c.entity_id not in enrolled] if joined else []
-        answer.extend(_joined(launched.id, defn, params.wait, joined))
+        answer.extend(_joined(launched.id, name, params.wait, joined))
         ctx.session.commit()  # before the next REST call: SQLite's limiter needs the write lock
     return answer
 
@@ -310,9 +312,7 @@ def _enrolled(session: Session, launch_id: int) -> set[int]:
     return set(session.scalars(query))
 
 
-def _joined(
-    launch_id: int, defn: ScenarioDefinition, wait: str, calls: list[RobotCall]
-) -> list[RobotCall]:
+def _joined(launch_id: int, name: str, wait: str, calls: list[RobotCall]) -> list[RobotCall]:
     """Link the calls to their launch; those that do not wait get their answer now."""
     for call in calls:
         call.launch_id = launch_id
@@ -321,19 +321,9 @@ def _joined(
             call.state = RobotCallState.WAITING
             call.lease_until = None
             continue
-        message = _(
-            "Scenario %(name)s started (launch %(id)s).",
-            name=defn.name.get(_language()),
-            id=launch_id,
-        )
+        message = _("Scenario %(name)s started (launch %(id)s).", name=name, id=launch_id)
         _settle(call, "started", "", message)
     return [] if wait == "yes" else calls
-
-
-def _language() -> str:
-    from flask_babel import get_locale
-
-    return str(get_locale() or "en")
 
 
 def _fail(calls: list[RobotCall], reason: str, message: str) -> list[RobotCall]:
@@ -395,10 +385,17 @@ def sweep_waiting_calls() -> None:
     """Waiting calls whose record's run ended without the engine's hook (a stop, a skip while
     the target was read, a crash between two writes) get their answer."""
     session = db_session()
-    launch_ids = session.scalars(
-        select(RobotCall.launch_id)
+    rows = session.execute(
+        select(RobotCall.portal_id, RobotCall.launch_id)
         .where(RobotCall.state == RobotCallState.WAITING, RobotCall.launch_id.is_not(None))
         .distinct()
     ).all()
-    enrollments_ended(session, [i for i in launch_ids if i is not None])
+    by_portal: dict[int, list[int]] = defaultdict(list)
+    for portal_id, launch_id in rows:
+        if launch_id is not None:
+            by_portal[portal_id].append(launch_id)
+    for portal_id, launch_ids in sorted(by_portal.items()):
+        portal = session.get(Portal, portal_id)
+        with force_locale(portal.language if portal else "en"):  # the answers' log messages
+            enrollments_ended(session, launch_ids)
     session.commit()
