@@ -94,6 +94,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def backoff(tries: int) -> float:
+    """Seconds before a group that failed ``tries`` times is tried again."""
+    return float(min(60, 2**tries))
+
+
 def ledger_key(launch_id: int, enrollment_id: int, path: str) -> str:
     return f"launch:{launch_id}:{enrollment_id}:{path}"
 
@@ -624,7 +629,7 @@ class LaunchRun:
         if tries >= MAX_TRIES:
             self.fail_group(group, "transient", why)
             return 0.0
-        delay = float(min(60, 2**tries))
+        delay = backoff(tries)
         for e in group:
             e.tries = tries
             e.state = EnrollmentState.PENDING

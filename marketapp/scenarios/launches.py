@@ -16,6 +16,7 @@ takes its ids as given.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -107,7 +108,7 @@ def launch(
         user_token=user_token or None,
         entity_type=targets.entity_type,
         target_filter=dict(targets.filter or {}) if by_filter else None,
-        params=dict(params),
+        params=json.loads(json.dumps(dict(params), default=str)),  # dates as ISO text
         state=LaunchState.EXPANDING if by_filter or user_token else LaunchState.RUNNING,
     )
     session.add(row)
@@ -294,9 +295,11 @@ def expand_launch(launch_id: int) -> None:
         session.commit()
         stop(session, portal, row.id)
         return
+    session.refresh(row, ["state"])
     row.user_token = None
-    row.state = LaunchState.RUNNING
-    enqueue(engine.process_portal, portal.id, session=session)
+    if row.state is LaunchState.EXPANDING:  # not stopped meanwhile
+        row.state = LaunchState.RUNNING
+        enqueue(engine.process_portal, portal.id, session=session)
     session.commit()
 
 
@@ -311,6 +314,9 @@ def _expand_filter(session: Session, portal: Portal, row: Launch) -> None:
         ids = [int(r["ID"]) for r in rows]
         if not ids:
             break
+        session.refresh(row, ["state"])
+        if row.state is not LaunchState.EXPANDING:
+            return  # stopped while reading
         add_enrollments(session, row, ids)
         row.expand_cursor = max(ids)
         enqueue(engine.process_portal, portal.id, session=session)

@@ -415,3 +415,37 @@ def test_unavailable_portal_parks_then_resumes(seeded: Installed, clock: Clock) 
     )
     assert states(seeded, launch_id) == Counter({"done": len(ids)})
     assert_counters_agree(seeded, launch_id)
+
+
+def test_faults_repeat_nothing(
+    seeded: Installed, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503s, 500s and dropped connections on every kind of request: each e-mail and comment
+    at most once, and every record ends (done, or failed with its reason)."""
+    monkeypatch.setattr(engine, "backoff", lambda _tries: 0.0)
+    people = contacts(seeded)[:30]
+    seeded.portal("/faults", "POST", rates={"error_503": 0.1, "error_500": 0.05, "drop": 0.05})
+    launch_id = start(
+        seeded,
+        definition(EMAIL, COMMENT),
+        Selection("CONTACT", tuple(int(c["ID"]) for c in people)),
+    )
+    for _round in range(10):
+        seeded.settle()
+        if not any(k in states(seeded, launch_id) for k in ("pending", "running")):
+            break
+        sweep(seeded)
+    seeded.portal("/faults", "POST", rates={})
+    final = states(seeded, launch_id)
+    print("faults: final states", dict(final))
+    assert sum(final.values()) == len(people)
+    assert set(final) <= {"done", "failed:transient", "skipped:no_email"}, final
+    got = deliveries(seeded.devportal, seeded.app.app, seeded.member_id)
+    assert got.duplicates() == 0
+    comments = Counter(
+        int(c["ENTITY_ID"])
+        for c in seeded.portal("/timeline")["comments"]
+        if str(c.get("COMMENT", "")).startswith("Checked")
+    )
+    assert all(n == 1 for n in comments.values()), comments
+    assert_counters_agree(seeded, launch_id)
