@@ -178,16 +178,17 @@ def undo(session: Session, portal: Portal, launch_id: int, client: BatchClient) 
         if row.channel in NOT_UNDOABLE and row.state is SendState.SENT:
             report.not_undoable[NOT_UNDOABLE[row.channel]] += 1
     _restore_fields(session, portal, client, _todo(rows, done, EDIT_CHANNELS, report), report)
-    comments = _with_id(_todo(rows, done, COMMENT_CHANNELS, report), report)
-    report.comments_deleted = _undo_remote(
-        session, portal, client, comments, "comment", _delete_comment, report
-    )
     tasks = _with_id(_todo(rows, done, TASK_CHANNELS, report), report)
-    report.tasks_closed = _undo_remote(session, portal, client, tasks, "task", _close_task, report)
-    lines = _with_id(_todo(_undone_lines(rows), done, (LINE_CHANNEL,), report), report)
-    report.lines_deleted = _undo_remote(
-        session, portal, client, lines, "comment", _delete_comment, report
+    closed = _undo_remote(session, portal, client, tasks, "task", _close_task, report)
+    report.tasks_closed = len(closed)
+    # Comments and the lines of undone steps go together: one method, full batches.
+    comments = _todo(rows, done, COMMENT_CHANNELS, report)
+    comments += _todo(_undone_lines(rows), done, (LINE_CHANNEL,), report)
+    deleted = _undo_remote(
+        session, portal, client, _with_id(comments, report), "comment", _delete_comment, report
     )
+    report.lines_deleted = sum(1 for r in deleted if r.channel == LINE_CHANNEL)
+    report.comments_deleted = len(deleted) - report.lines_deleted
     return report
 
 
@@ -387,9 +388,9 @@ def _undo_remote(
     kind: str,
     command: Callable[[Send], Command],
     report: UndoReport,
-) -> int:
-    """Run ``command`` for every row, 50 a batch, each claimed first; how many were undone."""
-    undone = 0
+) -> list[Send]:
+    """Run ``command`` for every row, 50 a batch, each claimed first; the rows undone."""
+    undone: list[Send] = []
     for chunk in _chunks(rows, BATCH):
         keys = {_undo_key(r.key): r for r in chunk}
         claims = ledger.claim_many(session, portal.id, list(keys), "undo")
@@ -400,7 +401,7 @@ def _undo_remote(
             error = result.errors.get(key)
             if error is None or key in settled:
                 ledger.mark(claim, SendState.SENT, row.external_id, earlier=key in settled)
-                undone += 1
+                undone.append(row)
                 _event(
                     session, portal, row.key, "undone", UNDONE[kind](), result_id=row.external_id
                 )

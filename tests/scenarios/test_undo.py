@@ -228,3 +228,21 @@ def test_undo_of_an_unknown_launch_is_refused(installed: Installed) -> None:
 
     with pytest.raises(UndoError, match="No launch 999"):
         run_undo(installed, 999)
+
+
+def test_undo_writes_in_batches_of_50(installed: Installed) -> None:
+    """60 records: read in one request (two list commands of 50 and 10 ids), every write in a
+    batch of at most 50 commands: edits 50+10, comments and the engine's lines 50+50+50+30."""
+    people = contacts(installed, 60)
+    ids = [int(c["ID"]) for c in people]
+    launch_id = start(installed, [EDIT, COMMENT], ids)
+    finished(installed, launch_id)
+    since = last_request(installed)
+    report = run_undo(installed, launch_id)
+    assert report.records_restored == len(ids) and report.comments_deleted == len(ids)
+    log = installed.emu("GET", f"/requests?member_id={installed.member_id}")
+    made = [r for r in log if r["id"] > since]
+    assert {r["method"] for r in made} == {"batch"}
+    sizes = sorted(len(r["commands"]) for r in made)
+    assert sizes == [2, 10, 30, 50, 50, 50, 50]
+    print(f"undo of {len(ids)} records: {len(made)} requests, commands per request {sizes}")
