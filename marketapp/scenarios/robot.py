@@ -129,7 +129,6 @@ class Choice:
 
     key: str
     title: str
-    entity_types: tuple[str, ...]
     parameters: tuple[str, ...]  # "key (type, required)" lines, for the hint
 
 
@@ -151,7 +150,7 @@ def scenario_choices(session: Session, portal: Portal, language: str) -> list[Ch
             for p in defn.parameters
         )
         title = f"{defn.name.get(language)} ({scenario.key})"
-        choices.append(Choice(scenario.key, title, tuple(defn.entity_types), params))
+        choices.append(Choice(scenario.key, title, params))
     return choices
 
 
@@ -215,6 +214,8 @@ def start_calls(ctx: ActionContext, calls: list[RobotCall]) -> list[RobotCall]:
 def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[RobotCall]:
     from marketapp.scenarios.launches import LaunchError
 
+    if not calls:
+        return []
     first = calls[0]
     params = validated_params(first.properties)
     if isinstance(params, str):
@@ -224,9 +225,14 @@ def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[R
     if isinstance(found, str):
         return _fail(calls, *_refusal(found, params.scenario))
     defn = ScenarioDefinition.model_validate(found.definition)
-    if first.entity_id <= 0 or first.entity_type not in defn.entity_types:
-        message = _("This scenario works on %(types)s.", types=", ".join(defn.entity_types))
+    message = _("This scenario works on %(types)s.", types=", ".join(defn.entity_types))
+    if first.entity_type not in defn.entity_types:
         return _fail(calls, "unsupported_document", message)
+    unusable = [c for c in calls if c.entity_id <= 0]  # not a CRM record id
+    if unusable:
+        return _fail(unusable, "unsupported_document", message) + _start_group(
+            ctx, key, [c for c in calls if c.entity_id > 0]
+        )
     try:
         values = checked_values(defn, params.values, ctx.portal.language)
     except ValueError as exc:
@@ -240,9 +246,11 @@ def _start_group(ctx: ActionContext, key: str, calls: list[RobotCall]) -> list[R
             return answer + _fail(calls, "launch_refused", str(exc))
         enrolled = _enrolled(ctx.session, launched.id)
         joined = [c for c in calls if c.entity_id in enrolled]
+        if not joined:  # the key names a launch of other records: never expected
+            return answer + _fail(calls, "internal_error", _("The launch could not be made."))
         # A retry after a crash finds the launch made from the same first call; calls that
         # arrived since are not in it and start a launch of their own.
-        calls = [c for c in calls if c.entity_id not in enrolled] if joined else []
+        calls = [c for c in calls if c.entity_id not in enrolled]
         answer.extend(_joined(launched.id, name, params.wait, joined))
         ctx.session.commit()  # before the next REST call: SQLite's limiter needs the write lock
     return answer

@@ -300,3 +300,13 @@ def test_a_worker_dying_after_the_launch_makes_no_second_launch(
     for flow in flows(robot_portal, wids):
         assert flow["sends"] == 1
         assert flow["return_values"]["launch_id"] == str(launch_id)
+
+
+def test_a_record_the_scenario_does_not_run_on_is_answered_failed(robot_portal: Installed) -> None:
+    save(robot_portal)  # contacts only
+    wid = run_robot(robot_portal, "run_scenario", "DEAL_1", scenario="robot-run", wait="yes")
+    robot_portal.settle()
+    (flow,) = flows(robot_portal, [wid])
+    assert flow["sends"] == 1
+    assert flow["return_values"]["reason"] == "unsupported_document"
+    assert launches(robot_portal) == []
