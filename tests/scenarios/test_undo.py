@@ -246,3 +246,49 @@ def test_undo_writes_in_batches_of_50(installed: Installed) -> None:
     sizes = sorted(len(r["commands"]) for r in made)
     assert sizes == [2, 10, 30, 50, 50, 50, 50]
     print(f"undo of {len(ids)} records: {len(made)} requests, commands per request {sizes}")
+
+
+def test_undo_reports_records_still_in_flight(installed: Installed) -> None:
+    """A record a worker holds when undo stops the launch finishes its step; undo says so, and
+    undoing again later takes back what it did."""
+    ids = [int(c["ID"]) for c in contacts(installed, 4)]
+    launch_id = start(installed, [COMMENT, WAIT, EDIT], ids)
+    finished(installed, launch_id)
+    with installed.app.app.app_context():
+        session = db_session()
+        held = session.scalars(select(Enrollment).where(Enrollment.launch_id == launch_id)).first()
+        assert held is not None
+        held.state = EnrollmentState.RUNNING  # leased by a worker right now
+        session.commit()
+    report = run_undo(installed, launch_id)
+    assert report.stopped and report.in_flight == 1
+    assert "undo again when they finish" in "\n".join(report.lines())
+    with installed.app.app.app_context():
+        state = db_session().get(Launch, launch_id).state  # type: ignore[union-attr]
+    assert state is LaunchState.STOPPING
+    assert count(installed, launch_id, EnrollmentState.STOPPED) == len(ids) - 1
+
+
+def test_another_portals_launch_is_not_found(installed: Installed) -> None:
+    """Launch ids are per portal: portal 1 cannot undo (or see) a launch of portal 2."""
+    from tests.scenarios.support import add_portal, definition
+
+    with installed.app.app.app_context():
+        session = db_session()
+        other = add_portal(session, "b" * 32)
+        from marketapp.scenarios import versions
+
+        version = versions.save(session, other, definition(), author_id=1)
+        foreign = Launch(
+            portal_id=other.id,
+            scenario_id=version.scenario_id,
+            version_id=version.id,
+            idempotency_key="k",
+            entity_type="CONTACT",
+            state=LaunchState.DONE,
+        )
+        session.add(foreign)
+        session.commit()
+        foreign_id = foreign.id
+    with pytest.raises(UndoError, match=f"No launch {foreign_id}"):
+        run_undo(installed, foreign_id)
