@@ -117,7 +117,7 @@ class UndoReport:
             lines.append(_("Undone earlier: %(n)s.", n=self.already_undone))
         lines.append(
             _(
-                "Fields restored: %(fields)s on %(records)s records.",
+                "Fields restored: %(fields)s (records: %(records)s).",
                 fields=self.fields_restored,
                 records=self.records_restored,
             )
@@ -152,7 +152,7 @@ class UndoReport:
         if self.in_flight:
             lines.append(
                 _(
-                    "%(n)s records were still being processed; undo again when they finish.",
+                    "Records still being processed: %(n)s; undo again when they finish.",
                     n=self.in_flight,
                 )
             )
