@@ -292,3 +292,26 @@ def test_another_portals_launch_is_not_found(installed: Installed) -> None:
         foreign_id = foreign.id
     with pytest.raises(UndoError, match=f"No launch {foreign_id}"):
         run_undo(installed, foreign_id)
+
+
+def test_stop_before_the_worker_runs_cancels_every_record(installed: Installed) -> None:
+    """Pending records become ``stopped`` at once; the queued work then finds nothing to do."""
+    from marketapp.jobs import get_jobs
+    from tests.e2e.harness import Worker
+
+    app = installed.app
+    app.worker.stop.set()  # no worker for a moment: the launch's job waits in the queue
+    app.worker.thread.join(timeout=10)
+    ids = [int(c["ID"]) for c in contacts(installed, 8)]
+    launch_id = start(installed, [COMMENT, EDIT], ids)
+    since = last_request(installed)
+    with app.app.app_context():
+        session = db_session()
+        result = launches.stop(session, portal_of(session), launch_id)
+        app.worker = Worker(get_jobs().huey)
+    assert result == {"id": launch_id, "state": "stopped", "stopped": len(ids), "in_flight": 0}
+    app.worker.thread.start()
+    app.worker.idle()
+    assert writes(installed, since) == []
+    assert count(installed, launch_id, EnrollmentState.STOPPED) == len(ids)
+    assert comments_of(installed, ids) == []
