@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import sync_playwright
 from sqlalchemy import func, select, update
 
 from marketapp.db import db_session
@@ -25,6 +26,7 @@ from marketapp.scenarios import robot as scenario_robot
 from marketapp.scenarios import versions
 from marketapp.scenarios.launches import stop
 from marketapp.scenarios.robot import parse_values, sweep_waiting_calls
+from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.e2e.harness import AppServer, Installed, install, start_app
 from tests.support import run_robot, seeded_contacts, session_for, token_from
 
@@ -310,3 +312,38 @@ def test_a_record_the_scenario_does_not_run_on_is_answered_failed(robot_portal: 
     assert flow["sends"] == 1
     assert flow["return_values"]["reason"] == "unsupported_document"
     assert launches(robot_portal) == []
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_settings_page_in_chromium_picks_an_active_scenario(robot_portal: Installed) -> None:
+    """In the CRM shell the robot's settings offer the active scenarios; the shown one is kept
+    for a new robot and a pick is sent with ``setPropertyValue``, its parameters shown."""
+    save(robot_portal)
+    save(robot_portal, key="second")
+    save(robot_portal, key="sleeping")
+    deactivate(robot_portal, "sleeping")
+    base = robot_portal.portal()["shell_url"].rstrip("/")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/crm/contact/details/1/?user=1")
+            page.click("#robot-settings .menu-button")
+            page.click("#robot-settings li[data-code=run_scenario]")
+            picker = page.frame_locator("#slider-frame").locator("select[name=scenario]")
+            picker.wait_for(timeout=10_000)
+            options = picker.locator("option").evaluate_all("os => os.map(o => o.value)")
+            picker.select_option("second")
+            hint = page.frame_locator("#slider-frame").locator("#scenario-params")
+            assert "days (integer)" in hint.inner_text()
+            page.wait_for_timeout(300)
+        finally:
+            browser.close()
+    assert options == ["robot-run", "second"]
+    sent = [
+        e["params"]
+        for e in robot_portal.emu("GET", "/ui-events")
+        if e["command"] == "setPropertyValue"
+    ]
+    assert sent[0] == {"scenario": "robot-run"} and sent[-1] == {"scenario": "second"}
