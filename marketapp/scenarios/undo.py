@@ -149,6 +149,10 @@ class UndoReport:
                 sms=self.not_undoable["sms"],
             )
         )
+        if self.unknown:
+            lines.append(
+                _("Comments or tasks whose creation was never confirmed: %(n)s.", n=self.unknown)
+            )
         if self.in_flight:
             lines.append(
                 _(
@@ -196,10 +200,9 @@ def undo(session: Session, portal: Portal, launch_id: int, client: BatchClient) 
 
 
 def _launch_rows(session: Session, portal: Portal, launch_id: int) -> list[Send]:
-    prefix = f"launch:{launch_id}:"
+    # LIKE "launch:{id}:%" (not a key range: a locale collation ignores the punctuation).
     query = select(Send).where(
-        Send.portal_id == portal.id,
-        func.substr(Send.key, 1, len(prefix)) == prefix,  # LIKE would treat "_" as a wildcard
+        Send.portal_id == portal.id, Send.key.startswith(f"launch:{launch_id}:", autoescape=True)
     )
     return list(session.scalars(query.order_by(Send.id)))
 
