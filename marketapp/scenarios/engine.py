@@ -81,6 +81,8 @@ MAX_TRIES = 5  # transient failures of one step before the record ends failed
 MAX_TAKEOVERS = 3  # leases lost (a worker died on the group) before the record ends failed
 LEASES = Leases(Enrollment, EnrollmentState.PENDING, EnrollmentState.RUNNING, LEASE)
 # Skips that are about the record itself: it cannot go on.
+# A launch with due work that no job touched for this long gets a job from the sweeper.
+IDLE = timedelta(seconds=30)
 # Queue the job for a wait that ends within this many seconds (the sweeper does the rest).
 WAKE_AHEAD = 60.0
 RECORD_REASONS = {"not_found", "unsupported_document", "access_denied", "unreadable"}
@@ -175,29 +177,33 @@ def park(session: Session, portal: Portal, why: str) -> None:
 
 @periodic(every_minutes=1)
 def sweep_enrollments() -> None:
-    """Un-park launches of healthy portals; queue portals with due work nobody is on (expired
-    leases, due enrollments and waits)."""
+    """Un-park launches of healthy portals; queue portals whose work nobody is on: expired
+    leases (a dead worker), or due enrollments and waits of a launch no job has touched for
+    ``IDLE`` (a live job chain updates its launch's ETA every run: no second chain for it)."""
     session = db_session()
     healthy = select(Portal.id).where(Portal.status == PortalStatus.ACTIVE)
-    session.execute(
+    unparked = session.scalars(
         update(Launch)
         .where(Launch.state == LaunchState.PARKED, Launch.portal_id.in_(healthy))
         .values(state=LaunchState.RUNNING, reason="")
+        .returning(Launch.portal_id)
         .execution_options(synchronize_session=False)
+    ).all()
+    t = now()
+    due = Enrollment.state.in_((EnrollmentState.PENDING, EnrollmentState.WAITING)) & (
+        Enrollment.next_at <= t
     )
-    due = (Enrollment.state.in_((EnrollmentState.PENDING, EnrollmentState.WAITING))) & (
-        Enrollment.next_at <= now()
-    )
+    idle = due & (Launch.updated_at < t - IDLE)
     lost = (Enrollment.state == EnrollmentState.RUNNING) & (
         Enrollment.lease_until < datetime.now(UTC)
     )
     portal_ids = session.scalars(
         select(Enrollment.portal_id)
         .join(Launch, Launch.id == Enrollment.launch_id)
-        .where(Launch.state.in_(RUNNABLE), Launch.portal_id.in_(healthy), due | lost)
+        .where(Launch.state.in_(RUNNABLE), Launch.portal_id.in_(healthy), idle | lost)
         .distinct()
     ).all()
-    for portal_id in portal_ids:
+    for portal_id in sorted({*unparked, *portal_ids}):
         enqueue(process_portal, portal_id, session=session)
     session.commit()
 

@@ -317,9 +317,11 @@ def _expand_filter(session: Session, portal: Portal, row: Launch) -> None:
         session.refresh(row, ["state"])
         if row.state is not LaunchState.EXPANDING:
             return  # stopped while reading
+        first_page = row.expand_cursor is None
         add_enrollments(session, row, ids)
         row.expand_cursor = max(ids)
-        enqueue(engine.process_portal, portal.id, session=session)
+        if first_page:  # one job chain works while the pages come (and one more at the end)
+            enqueue(engine.process_portal, portal.id, session=session)
         session.commit()  # a page at a time: progress is visible and a crash resumes here
 
 
