@@ -16,11 +16,13 @@ by ``fast-bitrix24`` through an emulator webhook on a fresh bucket, and the rati
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -233,6 +235,8 @@ class FastRun:
     requests: Counter[str]
     commands: Counter[str]
     rejected: int
+    error: str = ""  # fast-bitrix24 gave up (its retries exhausted)
+    patient: bool = False  # its cap of 10 failed attempts in a row lifted
 
 
 class LaunchRig:
@@ -375,33 +379,57 @@ def run_launch(rig: LaunchRig, steps: list[str], timeout: float) -> LaunchRun:
     )
 
 
-def run_fast_bitrix24(rig: LaunchRig, steps: list[str]) -> FastRun | None:
+def run_fast_bitrix24(
+    rig: LaunchRig, steps: list[str], patient: bool = False, timeout: float = 600.0
+) -> FastRun | None:
     """The same writes with fast-bitrix24 through a webhook: read the contacts (``get_all``),
     then one ``crm.activity.add`` (e-mail) and/or one ``crm.timeline.comment.add`` (the SMS
-    step's timeline line) per contact, on a fresh bucket."""
+    step's timeline line) per contact, on a fresh bucket. By default it gives up after 10
+    failures in a row; ``patient`` lifts that cap so that it completes, 503s and all."""
     try:
-        from fast_bitrix24 import Bitrix
+        from fast_bitrix24 import Bitrix, srh
     except ImportError:
         return None
+    logging.getLogger("fast_bitrix24").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # its abandoned tasks' tracebacks
+    srh.MAX_RETRIES = 10**6 if patient else 10
     member = rig.portal.member_id
     hook = emu_post(rig.server, f"/portals/{member}/webhooks", scopes=["crm"])
     bitrix = Bitrix(hook["url"], verbose=False, ssl=False)
+    time.sleep(BURST / RATE)  # our run's requests drain out of the bucket first
     rig.reset_bucket()
     start = rig.log_size()
     began = time.perf_counter()
-    contacts = bitrix.get_all(
-        "crm.contact.list", {"select": ["ID", "NAME", "EMAIL", "PHONE"], "filter": {">ID": 0}}
-    )
-    read_seconds = time.perf_counter() - began
-    with_email = [c for c in contacts if c.get("EMAIL")]
-    if "email" in steps:
-        bitrix.call("crm.activity.add", [_activity(c) for c in with_email])
-    if "sms" in steps:
-        with_phone = [c for c in contacts if c.get("PHONE")]
-        bitrix.call("crm.timeline.comment.add", [_comment(c) for c in with_phone])
+    read_at: list[float] = []
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            contacts = bitrix.get_all(
+                "crm.contact.list",
+                {"select": ["ID", "NAME", "EMAIL", "PHONE"], "filter": {">ID": 0}},
+            )
+            read_at.append(time.perf_counter())
+            if "email" in steps:
+                with_email = [c for c in contacts if c.get("EMAIL")]
+                bitrix.call("crm.activity.add", [_activity(c) for c in with_email])
+            if "sms" in steps:
+                with_phone = [c for c in contacts if c.get("PHONE")]
+                bitrix.call("crm.timeline.comment.add", [_comment(c) for c in with_phone])
+        except Exception as exc:  # noqa: BLE001 - "All attempts to get data from server exhausted"
+            errors.append(str(exc) or type(exc).__name__)
+
+    # A thread, so that a run that does not finish is reported, not waited for forever.
+    thread = threading.Thread(target=work, daemon=True, name="fast-bitrix24")
+    thread.start()
+    thread.join(timeout)
     seconds = time.perf_counter() - began
+    read_seconds = read_at[0] - began if read_at else 0.0
+    error = (
+        errors[0] if errors else f"not finished after {timeout:.0f} s" if thread.is_alive() else ""
+    )
     by_method, commands, rejected = request_summary(rig.portal.requests()[start:])
-    return FastRun(seconds, read_seconds, by_method, commands, rejected)
+    return FastRun(seconds, read_seconds, by_method, commands, rejected, error, patient)
 
 
 def _activity(contact: dict[str, Any]) -> dict[str, Any]:
@@ -436,7 +464,7 @@ def _comment(contact: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class BenchReport:
     ours: LaunchRun
-    fast: FastRun | None
+    fast: list[FastRun]  # as shipped; then without its retry cap if it gave up
     memory: list[LaunchRun]
 
     @property
@@ -445,11 +473,13 @@ class BenchReport:
 
     @property
     def floor_ratio(self) -> float:
-        return self.ours.seconds / self.floor if self.floor else float("nan")
+        return self.ours.seconds / self.floor if self.floor else float("nan")  # within burst
 
     @property
     def fast_ratio(self) -> float:
-        return self.ours.seconds / self.fast.seconds if self.fast else float("nan")
+        """Ours / the first fast-bitrix24 run that completed."""
+        done = [f for f in self.fast if not f.error]
+        return self.ours.seconds / done[0].seconds if done else float("nan")
 
 
 def run_launch_bench(
@@ -468,7 +498,10 @@ def run_launch_bench(
         rig = LaunchRig(Path(folder) / "limited", contacts, True, database_url)
         try:
             ours = run_launch(rig, steps, timeout)
-            fast_run = run_fast_bitrix24(rig, steps) if fast else None
+            fast_runs = [run_fast_bitrix24(rig, steps)] if fast else []
+            if fast_runs and fast_runs[0] is not None and fast_runs[0].error:
+                bound = max(60.0, 1.5 * ours.seconds)  # enough to tell which is faster
+                fast_runs.append(run_fast_bitrix24(rig, steps, patient=True, timeout=bound))
         finally:
             rig.close()
         memory = []
@@ -478,7 +511,7 @@ def run_launch_bench(
                 memory.append(run_launch(sized, steps, timeout))
             finally:
                 sized.close()
-    report = BenchReport(ours, fast_run, memory)
+    report = BenchReport(ours, [r for r in fast_runs if r is not None], memory)
     print_report(report, steps, echo)
     return report
 
@@ -502,20 +535,19 @@ def print_report(report: BenchReport, steps: list[str], echo: Callable[[str], No
         f"  delivered: e-mails to {len(got.emails):,} contacts, SMS to {len(got.sms):,}; "
         f"duplicates {got.duplicates()}"
     )
-    if report.fast is None:
-        echo("fast-bitrix24: not installed (pip install fast-bitrix24)")
-    else:
-        fast = report.fast
+    if not report.fast:
+        echo("fast-bitrix24: not run (pip install fast-bitrix24)")
+    for fast in report.fast:
+        bucket = "retry cap lifted" if fast.patient else "as shipped"
+        outcome = f"GAVE UP ({fast.error})" if fast.error else "completed"
         echo(
-            f"fast-bitrix24 (same portal, webhook): {fast.seconds:.1f} s "
+            f"fast-bitrix24 (same portal, webhook, {bucket}): {outcome} in {fast.seconds:.1f} s "
             f"(reading the contacts {fast.read_seconds:.1f} s)"
         )
         _print_requests(fast.requests, fast.commands, fast.rejected, echo)
-        echo(
-            f"  floor for {sum(fast.requests.values())} requests: "
-            f"{floor_seconds(sum(fast.requests.values())):.1f} s"
-        )
-        echo(f"ratio ours/fast-bitrix24: {report.fast_ratio:.3f}")
+        made = sum(fast.requests.values())
+        echo(f"  floor for {made} requests: {floor_seconds(made):.1f} s")
+    echo(f"ratio ours/fast-bitrix24 (completed run): {report.fast_ratio:.3f}")
     for run in report.memory:
         echo(
             f"peak worker RSS at {run.contacts:,} enrollments (limits off): "
