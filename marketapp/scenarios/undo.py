@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -177,7 +177,7 @@ def undo(session: Session, portal: Portal, launch_id: int, client: BatchClient) 
         report.stopped = True
     report.in_flight = _in_flight(session, launch)
     rows = _launch_rows(session, portal, launch_id)
-    done = ledger.find_many(session, portal.id, [_undo_key(r.key) for r in rows])
+    done = _undone_keys(session, portal, launch_id)
     for row in rows:
         if row.channel in NOT_UNDOABLE and row.state is SendState.SENT:
             report.not_undoable[NOT_UNDOABLE[row.channel]] += 1
@@ -199,15 +199,35 @@ def undo(session: Session, portal: Portal, launch_id: int, client: BatchClient) 
 # --- what the launch did ------------------------------------------------------------------------
 
 
-def _launch_rows(session: Session, portal: Portal, launch_id: int) -> list[Send]:
+class Effect(NamedTuple):
+    """One ledger row of the launch (its columns only: a big launch has many)."""
+
+    key: str
+    channel: str
+    state: SendState
+    external_id: str
+
+
+def _launch_rows(session: Session, portal: Portal, launch_id: int) -> list[Effect]:
     # LIKE "launch:{id}:%" (not a key range: a locale collation ignores the punctuation).
-    query = select(Send).where(
+    columns = select(Send.key, Send.channel, Send.state, Send.external_id)
+    query = columns.where(
         Send.portal_id == portal.id, Send.key.startswith(f"launch:{launch_id}:", autoescape=True)
     )
-    return list(session.scalars(query.order_by(Send.id)))
+    return [Effect(*row) for row in session.execute(query.order_by(Send.id))]
 
 
-def _undone_lines(rows: list[Send]) -> list[Send]:
+def _undone_keys(session: Session, portal: Portal, launch_id: int) -> set[str]:
+    """Keys of the undo rows an earlier undo settled as done."""
+    query = select(Send.key).where(
+        Send.portal_id == portal.id,
+        Send.key.startswith(f"undo:{launch_id}:", autoescape=True),
+        Send.state == SendState.SENT,
+    )
+    return set(session.scalars(query))
+
+
+def _undone_lines(rows: list[Effect]) -> list[Effect]:
     """The engine's lines of steps undo takes back (not of e-mails and SMS: they were sent)."""
     channels = {r.key: r.channel for r in rows}
     return [
@@ -223,23 +243,22 @@ def _undo_key(key: str) -> str:
 
 
 def _todo(
-    rows: list[Send], done: dict[str, Send], channels: Sequence[str], report: UndoReport
-) -> list[Send]:
+    rows: list[Effect], done: set[str], channels: Sequence[str], report: UndoReport
+) -> list[Effect]:
     """The launch's rows of ``channels`` that may have acted and no earlier undo took back (one
     that failed is tried again)."""
-    todo: list[Send] = []
+    todo: list[Effect] = []
     for row in rows:
         if row.channel not in channels or row.state is SendState.FAILED:
             continue
-        earlier = done.get(_undo_key(row.key))
-        if earlier is not None and earlier.state is SendState.SENT:
+        if _undo_key(row.key) in done:
             report.already_undone += 1
         else:
             todo.append(row)
     return todo
 
 
-def _with_id(rows: list[Send], report: UndoReport) -> list[Send]:
+def _with_id(rows: list[Effect], report: UndoReport) -> list[Effect]:
     """Rows with the id of what they created; a claim never settled has none to undo."""
     known = [r for r in rows if r.state is SendState.SENT and r.external_id]
     report.unknown += len(rows) - len(known)
@@ -257,10 +276,10 @@ def _in_flight(session: Session, launch: Launch) -> int:
 
 
 def _restore_fields(
-    session: Session, portal: Portal, client: BatchClient, rows: list[Send], report: UndoReport
+    session: Session, portal: Portal, client: BatchClient, rows: list[Effect], report: UndoReport
 ) -> None:
-    edits = _edits(session, portal, [r.key for r in rows])
-    for block in _chunks(edits, READ_BLOCK):
+    for keys in _chunks([r.key for r in rows], READ_BLOCK):  # a block at a time: bounded memory
+        block = _edits(session, portal, keys)
         targets = {e.key: Target(e.entity_type, e.entity_id, e.key) for e in block}
         fields = {f for e in block for f in e.after}
         gone = load_records(client, list(targets.values()), fields)  # read fresh
@@ -375,11 +394,11 @@ def _shown(value: Any) -> str:
 Command = tuple[str, dict[str, Any]]
 
 
-def _delete_comment(row: Send) -> Command:
+def _delete_comment(row: Effect) -> Command:
     return "crm.timeline.comment.delete", {"id": int(row.external_id)}
 
 
-def _close_task(row: Send) -> Command:
+def _close_task(row: Effect) -> Command:
     return "tasks.task.complete", {"taskId": int(row.external_id)}
 
 
@@ -387,13 +406,13 @@ def _undo_remote(
     session: Session,
     portal: Portal,
     client: BatchClient,
-    rows: list[Send],
+    rows: list[Effect],
     kind: str,
-    command: Callable[[Send], Command],
+    command: Callable[[Effect], Command],
     report: UndoReport,
-) -> list[Send]:
+) -> list[Effect]:
     """Run ``command`` for every row, 50 a batch, each claimed first; the rows undone."""
-    undone: list[Send] = []
+    undone: list[Effect] = []
     for chunk in _chunks(rows, BATCH):
         keys = {_undo_key(r.key): r for r in chunk}
         claims = ledger.claim_many(session, portal.id, list(keys), "undo")
@@ -418,7 +437,7 @@ def _undo_remote(
 
 
 def _already_done(
-    client: BatchClient, kind: str, rows: dict[str, Send], errors: dict[Any, BitrixError]
+    client: BatchClient, kind: str, rows: dict[str, Effect], errors: dict[Any, BitrixError]
 ) -> set[str]:
     """Failed commands whose target is already gone or closed: nothing left to undo."""
     if kind == "comment":  # docs: NOT_FOUND for a comment that no longer exists
