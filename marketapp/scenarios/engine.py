@@ -128,6 +128,7 @@ def process_portal(portal_id: int) -> None:
                 run.step(group)
             except PortalUnavailable as exc:
                 log.warning("portal unavailable", extra={"portal_id": portal_id, "why": str(exc)})
+                session.rollback()  # nothing of the group is settled: it stays due
                 LEASES.release(session, group)
                 park(session, portal, str(exc))
                 return
@@ -372,6 +373,24 @@ class LaunchRun:
             .execution_options(synchronize_session=False)
         ).all()
         n = len(woken)
+        if woken:
+            self.session.execute(
+                insert(LaunchEvent),
+                [
+                    {
+                        "portal_id": self.portal.id,
+                        "launch_id": self.row.id,
+                        "enrollment_id": i,
+                        "step": path,
+                        "kind": "woke",
+                        "reason": "",
+                        "message": "",
+                        "result_id": "",
+                        "at": datetime.now(UTC),
+                    }
+                    for i in woken
+                ],
+            )
         deltas: Deltas = Counter({("", "waiting"): -n, (path, "waiting"): -n, (path, "done"): n})
         if following is None:
             deltas[("", "done")] += n

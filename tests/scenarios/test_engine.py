@@ -214,6 +214,7 @@ def test_email_wait_sms_exactly_once_with_skips_by_reason(seeded: Installed, clo
     assert [(s, k) for s, k, _r in log] == [
         ("steps[0]", "sent"),
         ("steps[1]", "waiting"),
+        ("steps[1]", "woke"),
         ("steps[2]", "sent"),
     ]
     assert log[0][2]  # the activity id
