@@ -494,8 +494,11 @@ def run_launch_bench(
     """The launch under the standard plan's limits, fast-bitrix24 on the same portal, then
     one limits-off launch per size in ``memory_sizes`` for the worker's peak RSS."""
     bench_definition(steps)  # refuse unknown steps before seeding anything
-    with tempfile.TemporaryDirectory(prefix="marketapp-launch-") as folder:
-        rig = LaunchRig(Path(folder) / "limited", contacts, True, database_url)
+    with (
+        tempfile.TemporaryDirectory(prefix="marketapp-launch-") as folder,
+        contextlib.ExitStack() as stack,
+    ):
+        rig = _rig(stack, Path(folder) / "limited", contacts, True, database_url)
         try:
             ours = run_launch(rig, steps, timeout)
             fast_runs = [run_fast_bitrix24(rig, steps)] if fast else []
@@ -506,7 +509,7 @@ def run_launch_bench(
             rig.close()
         memory = []
         for n, size in enumerate(memory_sizes or []):
-            sized = LaunchRig(Path(folder) / f"memory{n}", size, False, database_url)
+            sized = _rig(stack, Path(folder) / f"memory{n}", size, False, database_url)
             try:
                 memory.append(run_launch(sized, steps, timeout))
             finally:
@@ -514,6 +517,17 @@ def run_launch_bench(
     report = BenchReport(ours, [r for r in fast_runs if r is not None], memory)
     print_report(report, steps, echo)
     return report
+
+
+def _rig(
+    stack: contextlib.ExitStack, folder: Path, contacts: int, limited: bool, database_url: str
+) -> LaunchRig:
+    """A rig on SQLite in ``folder``, or on a fresh PostgreSQL database dropped at the end."""
+    from marketapp.bench import bench_database
+
+    folder.mkdir(parents=True)
+    url = stack.enter_context(bench_database(database_url, folder)) if database_url else ""
+    return LaunchRig(folder, contacts, limited, url)
 
 
 def print_report(report: BenchReport, steps: list[str], echo: Callable[[str], None]) -> None:
