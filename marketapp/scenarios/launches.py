@@ -98,6 +98,8 @@ def launch(
             )
         )
     by_filter = targets.filter is not None
+    if not by_filter and not targets.ids:
+        raise LaunchError(_("The selection is empty: there is nothing to launch on."))
     row = Launch(
         portal_id=portal.id,
         scenario_id=version.scenario_id,
@@ -299,8 +301,19 @@ def expand_launch(launch_id: int) -> None:
     row.user_token = None
     if row.state is LaunchState.EXPANDING:  # not stopped meanwhile
         row.state = LaunchState.RUNNING
-        enqueue(engine.process_portal, portal.id, session=session)
+        if _active(session, row.id):
+            enqueue(engine.process_portal, portal.id, session=session)
+        else:  # nothing readable (or an empty filter): done at once
+            row.state = LaunchState.DONE
+            row.finished_at = datetime.now(UTC)
     session.commit()
+
+
+def _active(session: Session, launch_id: int) -> int:
+    query = select(func.count()).where(
+        Enrollment.launch_id == launch_id, Enrollment.state.in_(ACTIVE)
+    )
+    return int(session.scalar(query) or 0)
 
 
 def _expand_filter(session: Session, portal: Portal, row: Launch) -> None:

@@ -56,3 +56,12 @@ def test_stop_cancels_what_has_not_started(db: Session) -> None:
     result = launches.stop(db, portal, row.id)  # type: ignore[arg-type]
     assert (result["stopped"], result["in_flight"], result["state"]) == (2, 1, "stopping")
     assert launches.status(db, portal, row.id)["counters"]["stopped"] == 2  # type: ignore[arg-type]
+
+
+def test_an_empty_selection_is_refused(db: Session) -> None:
+    import pytest
+
+    portal, version = _setup(db)
+    with pytest.raises(launches.LaunchError):
+        launches.launch(db, portal, version, Selection("CONTACT", ()), {}, 1, None, "e")  # type: ignore[arg-type]
+    assert db.scalar(select(func.count()).select_from(Launch)) == 0
