@@ -354,12 +354,9 @@ class LaunchRun:
         return [e for e in group if e.attempts < MAX_TAKEOVERS]
 
     def wake(self, path: str, t: datetime) -> None:
-        following = self.plan.after.get(path)
-        values: dict[str, Any] = {"next_at": t, "tries": 0}
-        if following is None:
-            values.update(state=EnrollmentState.DONE, step="")
-        else:
-            values.update(state=EnrollmentState.PENDING, step=following)
+        # After the last step the record is claimed at step "" and ended like any other.
+        following = self.plan.after.get(path) or ""
+        values = {"next_at": t, "tries": 0, "state": EnrollmentState.PENDING, "step": following}
         woken = self.session.scalars(
             update(Enrollment)
             .where(
@@ -392,12 +389,7 @@ class LaunchRun:
                 ],
             )
         deltas: Deltas = Counter({("", "waiting"): -n, (path, "waiting"): -n, (path, "done"): n})
-        if following is None:
-            deltas[("", "done")] += n
         bump(self.session, self.row, deltas)
-        if following is None and n:
-            self.session.flush()
-            _ended(self.session, self.row.id)
         self.touched = True
 
     # running a step
@@ -723,6 +715,8 @@ def _settled(outcome: Outcome, result_id: str) -> Settled:
 
 
 def _step_deltas(path: str, settled: Settled) -> Deltas:
+    if not path:  # the end of the scenario is no step ("" counts the launch as a whole)
+        return Counter()
     deltas: Deltas = Counter({(path, "entered"): 1})
     if settled.kind in ("sent", "passed", "branch"):
         deltas[(path, "done")] += 1

@@ -22,7 +22,7 @@ from marketapp.models import Enrollment, EnrollmentState, Launch, LaunchEvent, L
 from marketapp.scenarios import engine, launches, versions
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.preview import Selection
-from tests.e2e.harness import Installed
+from tests.e2e.harness import Installed, wait_for
 from tests.support import INVALID_PHONES
 
 pytestmark = pytest.mark.e2e
@@ -128,9 +128,21 @@ def status(inst: Installed, launch_id: int) -> dict[str, Any]:
     return result
 
 
+def settle(inst: Installed) -> None:
+    """The harness settles when no job is queued; a job still running is waited for too."""
+    inst.settle()
+
+    def busy(session: Any) -> int:
+        query = select(func.count()).where(Enrollment.state == EnrollmentState.RUNNING)
+        return int(session.scalar(query) or 0)
+
+    wait_for(lambda: not in_app(inst, busy))
+    inst.settle()
+
+
 def sweep(inst: Installed) -> None:
     in_app(inst, lambda _s: engine.sweep_enrollments())
-    inst.settle()
+    settle(inst)
 
 
 def all_ids(inst: Installed) -> list[int]:
@@ -161,7 +173,7 @@ def test_email_wait_sms_exactly_once_with_skips_by_reason(seeded: Installed, clo
     launch_id = start(
         seeded, definition(EMAIL, WAIT, SMS), Selection("CONTACT", tuple(all_ids(seeded)))
     )
-    seeded.settle()
+    settle(seeded)
     got = deliveries(seeded.devportal, seeded.app.app, seeded.member_id)
     with_email = {int(c["ID"]) for c in people if c.get("EMAIL")}
     assert set(got.emails) == with_email and got.duplicates() == 0
@@ -253,7 +265,7 @@ def test_the_same_key_is_the_same_launch(seeded: Installed, clock: Clock) -> Non
     ids = Selection("CONTACT", tuple(all_ids(seeded)[:5]))
     first = start(seeded, definition(COMMENT), ids, key="double-click")
     again = start(seeded, definition(COMMENT), ids, key="double-click")
-    seeded.settle()
+    settle(seeded)
     assert first == again
     assert in_app(seeded, lambda s: s.scalar(select(func.count()).select_from(Launch))) == 1
 
@@ -262,7 +274,7 @@ def test_a_filter_target_is_read_with_the_users_rights(seeded: Installed, clock:
     launch_id = start(
         seeded, definition(COMMENT, timeline=False), Selection("CONTACT", filter={">ID": 0})
     )
-    seeded.settle()
+    settle(seeded)
     people = contacts(seeded)
     assert sum(states(seeded, launch_id).values()) == len(people)
     report = status(seeded, launch_id)
@@ -278,7 +290,7 @@ def test_a_filter_target_is_read_with_the_users_rights(seeded: Installed, clock:
 def test_explicit_ids_the_user_cannot_read_are_skipped(seeded: Installed, clock: Clock) -> None:
     ids = all_ids(seeded)[:3]
     launch_id = start(seeded, definition(COMMENT), Selection("CONTACT", (*ids, 999_999)))
-    seeded.settle()
+    settle(seeded)
     final = states(seeded, launch_id)
     assert final["done"] == 3
     assert final["skipped:not_found"] == 1
@@ -303,7 +315,7 @@ def test_condition_and_split_paths(seeded: Installed, clock: Clock) -> None:
     }
     defn = definition(condition, split, key="paths", timeline=False)
     launch_id = start(seeded, defn, Selection("CONTACT", tuple(int(c["ID"]) for c in people)))
-    seeded.settle()
+    settle(seeded)
 
     def branches(session: Any) -> dict[int, dict[str, Any]]:
         rows = session.execute(
@@ -355,7 +367,7 @@ def test_tasks_and_notifications_once(seeded: Installed, clock: Clock) -> None:
     launch_id = start(
         seeded, definition(task, notify, timeline=False), Selection("CONTACT", tuple(ids))
     )
-    seeded.settle()
+    settle(seeded)
     tasks = seeded.portal("/tasks")
     bound = [
         list(t["ufCrmTask"].values() if isinstance(t["ufCrmTask"], dict) else t["ufCrmTask"])
@@ -372,7 +384,7 @@ def test_stop_mid_launch_cancels_what_has_not_started(seeded: Installed, clock: 
     launch_id = start(
         seeded, definition(EMAIL, WAIT, SMS), Selection("CONTACT", tuple(all_ids(seeded)))
     )
-    seeded.settle()
+    settle(seeded)
 
     def stop(session: Any) -> dict[str, Any]:
         portal = session.scalars(select(Portal)).one()
@@ -392,7 +404,7 @@ def test_unavailable_portal_parks_then_resumes(seeded: Installed, clock: Clock) 
     ids = all_ids(seeded)[:10]
     defn = definition(COMMENT, WAIT, COMMENT, timeline=False)
     launch_id = start(seeded, defn, Selection("CONTACT", tuple(ids)))
-    seeded.settle()
+    settle(seeded)
     assert states(seeded, launch_id) == Counter({"waiting": len(ids)})
 
     def launch_state(session: Any) -> str:
@@ -409,7 +421,7 @@ def test_unavailable_portal_parks_then_resumes(seeded: Installed, clock: Clock) 
     assert in_app(seeded, launch_state) == "parked"  # nobody has healed the portal yet
     page = seeded.post_form(seeded.open())  # the admin opens the app: the portal heals
     assert page.status_code == 200
-    seeded.settle()
+    settle(seeded)
     sweep(seeded)
     assert in_app(seeded, launch_state) == "done", in_app(
         seeded, lambda s: s.scalars(select(Portal)).one().status
@@ -432,7 +444,7 @@ def test_faults_repeat_nothing(
         Selection("CONTACT", tuple(int(c["ID"]) for c in people)),
     )
     for _round in range(10):
-        seeded.settle()
+        settle(seeded)
         if not any(k in states(seeded, launch_id) for k in ("pending", "running")):
             break
         sweep(seeded)
@@ -449,4 +461,19 @@ def test_faults_repeat_nothing(
         if str(c.get("COMMENT", "")).startswith("Checked")
     )
     assert all(n == 1 for n in comments.values()), comments
+    assert_counters_agree(seeded, launch_id)
+
+
+def test_a_wait_at_the_end_ends_records_by_the_same_rule(seeded: Installed, clock: Clock) -> None:
+    """Done when something was done for the record, else skipped with its first reason."""
+    people = contacts(seeded)
+    launch_id = start(seeded, definition(EMAIL, WAIT), Selection("CONTACT", tuple(all_ids(seeded))))
+    settle(seeded)
+    clock.offset = timedelta(minutes=2)
+    sweep(seeded)
+    with_email = sum(1 for c in people if c.get("EMAIL"))
+    assert states(seeded, launch_id) == Counter(
+        {"done": with_email, "skipped:no_email": len(people) - with_email}
+    )
+    assert status(seeded, launch_id)["state"] == "done"
     assert_counters_agree(seeded, launch_id)
