@@ -63,6 +63,7 @@ from marketapp.models import (
     Portal,
     PortalStatus,
     ScenarioVersion,
+    SmsMessage,
 )
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.constants import constant_values
@@ -417,16 +418,28 @@ class LaunchRun:
         results: dict[int, list[tuple[str, Settled]]] = {e.id: [] for e in group}
         lines: dict[str, tuple[Target, str]] = {}
         for here in unit:
+            phones = self._phones(group, here) if self.plan.steps[here].action == "send_sms" else {}
             for enrollment in group:
                 outcome = by_step[here][enrollment.id]
                 settled = _settled(outcome, self._result_id(outcome))
                 results[enrollment.id].append((here, settled))
                 if settled.kind == "sent" and self.defn.timeline and outcome.message:
                     key = ledger_key(self.row.id, enrollment.id, here)
-                    text = _("Scenario '%(name)s': %(what)s", name=self.name, what=outcome.message)
+                    what = outcome.message
+                    if key in phones:
+                        what = _("SMS sent to %(phone)s.", phone=phones[key])
+                    text = _("Scenario '%(name)s': %(what)s", name=self.name, what=what)
                     lines[key] = (targets[enrollment.id], text)
         write_lines(self.ctx, lines)
         self._settle_unit(group, unit, results)
+
+    def _phones(self, group: list[Enrollment], path: str) -> dict[str, str]:
+        """The numbers the SMS step sent to, by ledger key (for the timeline line)."""
+        keys = [ledger_key(self.row.id, e.id, path) for e in group]
+        query = select(SmsMessage.key, SmsMessage.phone).where(
+            SmsMessage.portal_id == self.portal.id, SmsMessage.key.in_(keys)
+        )
+        return {str(k): str(p) for k, p in self.session.execute(query)}
 
     def _run_step(
         self, path: str, step: Any, group: list[Enrollment], targets: dict[int, Target]

@@ -210,7 +210,8 @@ def test_email_wait_sms_exactly_once_with_skips_by_reason(seeded: Installed, clo
         if "Payment reminder" in str(c.get("COMMENT") or "")
     ]
     assert len(lines) == 2, lines
-    assert any("SMS" in str(c["COMMENT"]) for c in lines)
+    phone = multifield(next(c for c in people if int(c["ID"]) == first), "PHONE", "auto", "MOBILE")
+    assert any(f"SMS sent to {phone}" in str(c["COMMENT"]) for c in lines), (lines, phone)
 
     # The per-record log: what happened, when, with the REST result id of the e-mail.
     def log_of(session: Any) -> list[tuple[str, str, str]]:
