@@ -43,7 +43,13 @@ from marketapp.models import (
     ScenarioVersion,
 )
 from marketapp.scenarios import engine
-from marketapp.scenarios.counters import Deltas, bump, launch_counters, shaped
+from marketapp.scenarios.counters import (
+    Deltas,
+    bump,
+    launch_counters,
+    scenario_counters,
+    shaped,
+)
 from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.preview import (
     RECORDS_PER_REQUEST,
@@ -215,6 +221,8 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
         "counters": whole,
         "steps": {path: shaped(values) for path, values in sorted(counters.items())},
         "eta": row.eta or {},
+        # Every launch of the scenario, summed from their counter rows.
+        "scenario_counters": shaped(scenario_counters(session, portal.id, row.scenario_id)),
     }
 
 

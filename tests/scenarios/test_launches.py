@@ -32,6 +32,9 @@ def test_launch_writes_one_enrollment_per_record_and_counts_them(db: Session) ->
     status = launches.status(db, portal, row.id)  # type: ignore[arg-type]
     assert status["total"] == 10_000
     assert status["counters"]["entered"] == 10_000
+    again = launches.launch(db, portal, version, Selection("CONTACT", (1, 2)), {}, 1, None, "k2")  # type: ignore[arg-type]
+    totals = launches.status(db, portal, again.id)["scenario_counters"]  # type: ignore[arg-type]
+    assert totals["entered"] == 10_002  # per scenario: every launch of it
 
 
 def test_the_same_key_returns_the_same_launch(db: Session) -> None:
