@@ -115,4 +115,5 @@ def test_robot_call_is_answered_while_a_big_launch_runs(big_rig: Rig) -> None:
     answered = time.monotonic() - began
     still_running = rig.unfinished(launch_id)
     print(f"\nfairness: robot call answered in {answered:.2f} s; launch unfinished {still_running}")
+    assert still_running  # it was answered while the launch ran, not after it
     rig.wait_done(launch_id, timeout=600)
