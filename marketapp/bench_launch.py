@@ -550,7 +550,7 @@ def print_report(report: BenchReport, steps: list[str], echo: Callable[[str], No
         f"duplicates {got.duplicates()}"
     )
     if not report.fast:
-        echo("fast-bitrix24: not run (pip install fast-bitrix24)")
+        echo("fast-bitrix24: not run (--no-fast-bitrix24, or not installed)")
     for fast in report.fast:
         bucket = "retry cap lifted" if fast.patient else "as shipped"
         outcome = f"GAVE UP ({fast.error})" if fast.error else "completed"
@@ -566,7 +566,8 @@ def print_report(report: BenchReport, steps: list[str], echo: Callable[[str], No
         echo(
             f"peak worker RSS at {run.contacts:,} enrollments (limits off): "
             f"{run.peak_rss_kib / 1024:.0f} MiB; wall {run.seconds:.1f} s, "
-            f"{sum(run.requests.values())} requests, duplicates {run.delivered.duplicates()}"
+            f"{sum(run.requests.values())} requests, records {run.states}, "
+            f"duplicates {run.delivered.duplicates()}"
         )
 
 
