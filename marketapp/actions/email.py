@@ -240,7 +240,7 @@ def _send_smtp(
                 to=letter.to,
                 subject=letter.subject,
                 html=html,
-                text=_plain(letter.body) if html else letter.body,
+                text=templating.plain_text(letter.body) if html else letter.body,
                 sender=params.sender,
                 timeout=ctx.timeout,
             )
@@ -279,7 +279,3 @@ def _settled(row: Send, letter: Letter) -> Outcome:
 
 def _keys(letters: list[Letter]) -> list[str]:
     return [letter.target.key for letter in letters]
-
-
-def _plain(html: str) -> str:
-    return templating.plain_text(html)

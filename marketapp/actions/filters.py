@@ -76,15 +76,23 @@ def _plain(text: str) -> str:
     return str(text).replace("\u202f", " ").replace("\u00a0", " ")
 
 
-@pass_context
-def date_filter(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
-    """A date in the portal's language; text that is not a date is shown as it is."""
+def _dated(value: Any, format: str) -> date | datetime | str:  # noqa: A002
+    """The parsed value, or the text to show when it is empty or not a date."""
     if value is None or isinstance(value, Undefined):
         return ""
     parsed = _parse(value)
     if parsed is None:
         return str(value)
     check_format(format)
+    return parsed
+
+
+@pass_context
+def date_filter(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
+    """A date in the portal's language; text that is not a date is shown as it is."""
+    parsed = _dated(value, format)
+    if isinstance(parsed, str):
+        return parsed
     day = parsed.date() if isinstance(parsed, datetime) else parsed
     return _plain(format_date(day, format=format, locale=_language(context)))
 
@@ -92,12 +100,9 @@ def date_filter(context: Context, value: Any, format: str = "medium") -> str:  #
 @pass_context
 def datetime_filter(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
     """A date and time in the portal's language and time zone (when the portal has one)."""
-    if value is None or isinstance(value, Undefined):
-        return ""
-    parsed = _parse(value)
-    if parsed is None:
-        return str(value)
-    check_format(format)
+    parsed = _dated(value, format)
+    if isinstance(parsed, str):
+        return parsed
     if not isinstance(parsed, datetime):
         parsed = datetime(parsed.year, parsed.month, parsed.day)
     zone = _timezone(context) or parsed.tzinfo or UTC
