@@ -26,6 +26,7 @@ from marketapp.actions.records import parse_assignments
 from marketapp.actions.sandbox import TemplateProblem
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.messages import message, type_name
+from marketapp.scenarios.policies import Policies
 from marketapp.scenarios.variables import analyse
 
 SCHEMA_VERSION: Final = 1
@@ -114,6 +115,7 @@ class ScenarioDefinition(BaseModel):
     steps: list[st.Step] = Field(min_length=1, max_length=MAX_STEPS)
     # Write each action (message sent, field changed …) to the record's timeline.
     timeline: bool = True
+    policies: Policies = Field(default_factory=Policies)
 
     def document(self) -> dict[str, Any]:
         """The JSON form (``"schema": 1`` first), as stored and exported."""
