@@ -142,8 +142,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "Параметр «{name}» — не дата.",
     ),
     "operand": (
-        "Give exactly one of: field, param, const, value.",
-        "Укажите ровно одно из: field, param, const, value.",
+        "Give exactly one of: field, param, const, var, value.",
+        "Укажите ровно одно из: field, param, const, var, value.",
     ),
     "needs_right": (
         "This comparison needs a second operand.",
@@ -154,6 +154,83 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "Для этого сравнения второй операнд не нужен.",
     ),
     "invalid": ("Invalid value: {detail}", "Недопустимое значение: {detail}"),
+    # Variables and the expressions of the set-variable step.
+    "unknown_var": ('Unknown variable "{name}".', "Неизвестная переменная «{name}»."),
+    "var_type": (
+        "The expression gives {actual}, the variable holds {expected}.",
+        "Выражение даёт {actual}, а переменная хранит {expected}.",
+    ),
+    "expr_at": ("{detail} (character {position})", "{detail} (символ {position})"),
+    "expr_empty": ("The expression is empty.", "Выражение пустое."),
+    "expr_too_long": (
+        "The expression is longer than {limit} characters.",
+        "Выражение длиннее {limit} символов.",
+    ),
+    "expr_too_deep": (
+        "The expression is nested too deeply (at most {limit} levels).",
+        "Выражение вложено слишком глубоко (не больше {limit} уровней).",
+    ),
+    "expr_character": ('Unexpected character "{char}".', "Неожиданный символ «{char}»."),
+    "expr_bad_number": ('Invalid number "{text}".', "Неверное число «{text}»."),
+    "expr_unclosed_text": ("The text is not closed with a quote.", "Текст не закрыт кавычкой."),
+    "expr_unexpected": ('Unexpected "{token}".', "Неожиданное «{token}»."),
+    "expr_expected": (
+        'Expected "{expected}", not "{token}".',
+        "Ожидается «{expected}», а не «{token}».",
+    ),
+    "expr_end": ("The expression ends too early.", "Выражение обрывается."),
+    "expr_chained": (
+        "Comparisons do not chain: join them with and.",
+        "Сравнения нельзя записывать цепочкой: соедините их через and.",
+    ),
+    "expr_unknown_name": (
+        'Unknown name "{name}": use record.FIELD, params.key, const.code or var.name.',
+        "Неизвестное имя «{name}»: используйте record.ПОЛЕ, params.ключ, const.код или var.имя.",
+    ),
+    "expr_unknown_root": (
+        '"{name}." is not readable here: use record., params., const. or var.',
+        "«{name}.» здесь недоступно: используйте record., params., const. или var.",
+    ),
+    "expr_unknown_function": ('Unknown function "{name}".', "Неизвестная функция «{name}»."),
+    "expr_arguments": (
+        "{name} takes {count} arguments.",
+        "Функция {name} принимает аргументов: {count}.",
+    ),
+    "expr_not_number": (
+        'Expected a number, not "{value}" (join texts with &).',
+        "Ожидается число, а не «{value}» (текст соединяется через &).",
+    ),
+    "expr_not_boolean": (
+        'Expected true or false, not "{value}".',
+        "Ожидается true или false, а не «{value}».",
+    ),
+    "expr_division_by_zero": ("Division by zero.", "Деление на ноль."),
+    "expr_out_of_range": (
+        "The number is out of range (at most {limit} in size).",
+        "Число вне допустимого диапазона (по модулю не больше {limit}).",
+    ),
+    "expr_text_too_long": (
+        "The text is longer than {limit} characters.",
+        "Текст длиннее {limit} символов.",
+    ),
+    "expr_too_many_steps": (
+        "The expression takes more than {limit} steps.",
+        "Вычисление выражения занимает больше {limit} шагов.",
+    ),
+    "expr_round_places": (
+        "round takes 0 to {limit} decimal places.",
+        "round округляет до 0–{limit} знаков после запятой.",
+    ),
+    "expr_no_constant": ('The constant "{name}" is not set.', "Константа «{name}» не задана."),
+    "expr_no_variable": (
+        'The variable "{name}" is not declared.',
+        "Переменная «{name}» не объявлена.",
+    ),
+    "expr_not_whole": (
+        '"{value}" is not a whole number: use round().',
+        "«{value}» — не целое число: используйте round().",
+    ),
+    "expr_not_date": ('"{value}" is not a date (YYYY-MM-DD).', "«{value}» — не дата (ГГГГ-ММ-ДД)."),
 }
 
 # How a type is named in "Expected …".
@@ -164,6 +241,8 @@ _TYPES: dict[str, tuple[str, str]] = {
     "boolean": ("true or false", "true или false"),
     "list": ("a list", "список"),
     "object": ("an object", "объект"),
+    "text": ("text", "текст"),
+    "date": ("a date", "дату"),
 }
 
 
