@@ -157,4 +157,5 @@ JOB_MODULES: list[str] = [
     "marketapp.sms_status",
     "marketapp.scenarios.engine",
     "marketapp.scenarios.launches",
+    "marketapp.scenarios.schedules",
 ]

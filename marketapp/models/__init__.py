@@ -15,6 +15,7 @@ from marketapp.models.ratelimit import MethodBudget, RateBucket
 from marketapp.models.registration import Registration
 from marketapp.models.robot_call import RobotCall, RobotCallState
 from marketapp.models.scenario import PortalConstant, Scenario, ScenarioVersion
+from marketapp.models.schedule import ScenarioSchedule
 
 __all__ = [
     "Base",
@@ -35,6 +36,7 @@ __all__ = [
     "RobotCall",
     "RobotCallState",
     "Scenario",
+    "ScenarioSchedule",
     "ScenarioVersion",
     "Send",
     "SendState",

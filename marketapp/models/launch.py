@@ -86,6 +86,8 @@ class Launch(TenantMixin, TimestampMixin, Base):
     eta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reason: Mapped[str] = mapped_column(String(64), default="")  # why parked / failed
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How the launch was made: manual (a page, the CLI), robot, schedule.
+    source: Mapped[str] = mapped_column(String(16), default="manual")
 
 
 class Enrollment(TenantMixin, TimestampMixin, Base):

@@ -11,11 +11,12 @@ launching user's token at launch time, by :func:`expand_launch` (queued at once)
 yields what the user sees, page by page, committed per page; explicit ids the user cannot read
 end ``skipped``/``access_denied``. The token is wiped when the target is read. Every later step
 runs with the portal's stored (app) token. A launch without a user token (the CLI, robots)
-takes its ids as given.
+takes its ids as given; its filter (a scheduled run) is read with the portal's stored token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -29,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketapp.actions.base import ENTITY_METHODS, Target, load_records
-from marketapp.bitrix.client import client_for_user
+from marketapp.bitrix.client import client_for, client_for_user
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job
@@ -84,10 +85,12 @@ def launch(
     idempotency_key: str,
     *,
     user: Mapping[str, Any] | None = None,
+    source: str = "manual",
 ) -> Launch:
     """Write the launch and its enrollments, commit, queue the work; the same key, the same
     launch. ``params`` are the launch values (``launch_values``), ``user`` the launching
-    user's ``user.current`` row (what ``user.*`` renders)."""
+    user's ``user.current`` row (what ``user.*`` renders), ``source`` how it was made
+    (``manual``, ``robot``, ``schedule``)."""
     key = idempotency_key.strip()[:64]
     if not key:
         raise LaunchError("an idempotency key is required")
@@ -118,6 +121,7 @@ def launch(
         target_filter=dict(targets.filter or {}) if by_filter else None,
         params=json.loads(json.dumps(dict(params), default=str)),  # dates as ISO text
         state=LaunchState.EXPANDING if by_filter or user_token else LaunchState.RUNNING,
+        source=source[:16],
     )
     session.add(row)
     try:
@@ -288,12 +292,11 @@ def expand_launch(launch_id: int) -> None:
     if portal is None:
         return
     try:
-        if not row.user_token:
-            pass  # nothing to read with: take the ids as they are
-        elif row.target_filter is not None:
-            _expand_filter(session, portal, row)
-        else:
+        if row.target_filter is not None:
+            _expand_filter(session, portal, row)  # without a user: with the portal's token
+        elif row.user_token:
             _check_ids(session, portal, row)
+        # else: explicit ids and no user token (the CLI, robots): the ids as they are
     except BitrixError as exc:
         if exc.retryable or isinstance(exc, PortalUnavailable):
             raise  # the job's retries; the launch waits, expanding
@@ -325,25 +328,53 @@ def _active(session: Session, launch_id: int) -> int:
 
 
 def _expand_filter(session: Session, portal: Portal, row: Launch) -> None:
-    client = client_for_user(portal, row.user_token or "")
+    # No user token (a scheduled run): the portal's stored token, the installing admin's rights.
+    client = client_for_user(portal, row.user_token) if row.user_token else client_for(portal)
     method = ENTITY_METHODS[row.entity_type]
     known = client.call(f"{method}.fields").result
-    conditions = check_filter(row.entity_type, row.target_filter, known or {})
+    target = dict(row.target_filter or {})
+    sample = _sample(target.pop(SAMPLE_KEY, None))
+    conditions = check_filter(row.entity_type, target, known or {})
     if row.expand_cursor is not None:
         conditions[">ID"] = row.expand_cursor
     for rows, _total in list_pages(client, f"{method}.list", conditions, ["ID"]):
         ids = [int(r["ID"]) for r in rows]
         if not ids:
             break
+        page_end = max(ids)
+        if sample is not None:
+            ids = [i for i in ids if in_sample(*sample, i)]
         session.refresh(row, ["state"])
         if row.state is not LaunchState.EXPANDING:
             return  # stopped while reading
         first_page = row.expand_cursor is None
         add_enrollments(session, row, ids)
-        row.expand_cursor = max(ids)
+        row.expand_cursor = page_end
         if first_page:  # one job chain works while the pages come (and one more at the end)
             enqueue(engine.process_portal, portal.id, session=session)
         session.commit()  # a page at a time: progress is visible and a crash resumes here
+
+
+# A launch's filter target may carry a sample under this key: ``{"percent": 1..100, "seed":
+# text}``. No CRM filter key can start with "_", so it never collides with a condition.
+SAMPLE_KEY = "_sample"
+
+
+def in_sample(seed: str, percent: int, entity_id: int) -> bool:
+    """Whether the record is in a ``percent`` sample: a hash of the seed and the id, so the same
+    seed (a scheduled run: its schedule and planned time) always keeps the same records."""
+    digest = hashlib.sha256(f"{seed}:{entity_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
+
+
+def _sample(value: Any) -> tuple[str, int] | None:
+    """The (seed, percent) of a filter's sample; anything malformed samples nothing out."""
+    if not isinstance(value, Mapping):
+        return None
+    percent = value.get("percent")
+    if not isinstance(percent, int) or not 1 <= percent <= 100:
+        return None
+    return str(value.get("seed", "")), percent
 
 
 def _check_ids(session: Session, portal: Portal, row: Launch) -> None:
