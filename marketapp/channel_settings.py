@@ -11,9 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from marketapp.caps import Cap
 from marketapp.channels.network import BlockedHost, operator_config, resolve
 from marketapp.errors import AppError
 from marketapp.models import ChannelSettings, Portal
+from marketapp.scenarios.policies import SendWindow
+from marketapp.scenarios.windows import window_problems
 
 _FIELD = re.compile(r"^(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z0-9_]*)?$")
 # NUL and other control characters: PostgreSQL refuses NUL, and a line break in an address
@@ -62,6 +65,9 @@ class SettingsForm(BaseModel):
     default_country: str = Field(default="RU", pattern=r"^[A-Za-z]{2}$")
     no_email_field: str = Field(default="", max_length=64)
     no_sms_field: str = Field(default="", max_length=64)
+    # Replaced as a whole when given; ``null`` clears the window (messages go at any time).
+    send_window: SendWindow | None = None
+    caps: list[Cap] = Field(default_factory=list, max_length=6)
 
     @field_validator(
         "smtp_host", "smtp_username", "smtp_password", "smtp_from", "no_email_field", "no_sms_field"
@@ -78,6 +84,23 @@ class SettingsForm(BaseModel):
         value = value.upper()
         if not _FIELD.match(value):
             raise ValueError("must be a CRM field code such as UF_CRM_NO_SMS")
+        return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _window(cls, value: SendWindow | None) -> SendWindow | None:
+        problems = window_problems(value) if value is not None else []
+        if problems:
+            raise ValueError("; ".join(f"{path}: {text}" for path, text in problems))
+        return value
+
+    @field_validator("caps")
+    @classmethod
+    def _one_cap_per_period(cls, value: list[Cap]) -> list[Cap]:
+        seen = [(c.channel, c.period) for c in value]
+        for n, pair in enumerate(seen):
+            if pair in seen[:n]:
+                raise ValueError(f"{pair[0]} has two caps per {pair[1]}")
         return value
 
     @field_validator("sms_credentials")
@@ -175,4 +198,6 @@ def public_view(row: ChannelSettings) -> dict[str, Any]:
         "default_country": row.default_country,
         "no_email_field": row.no_email_field,
         "no_sms_field": row.no_sms_field,
+        "send_window": row.send_window,
+        "caps": row.caps or [],
     }

@@ -14,6 +14,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_babel import gettext as _
@@ -37,6 +38,7 @@ from marketapp.actions.base import (
 )
 from marketapp.actions.templating import TemplateProblem
 from marketapp.bitrix.errors import BitrixError
+from marketapp.caps import record_touches, sent_messages
 from marketapp.models import Send, SendState
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,14 @@ class Request:
     params: dict[str, Any]
 
 
-def run_requests(ctx: ActionContext, requests: list[Request]) -> dict[str, Outcome]:
-    """Run every request; each gets an outcome. ``RetryLater``/``BitrixError`` propagate."""
+def run_requests(
+    ctx: ActionContext, requests: list[Request], *, at: datetime | None = None
+) -> dict[str, Outcome]:
+    """Run every request; each gets an outcome. ``RetryLater``/``BitrixError`` propagate.
+
+    Each e-mail and SMS that went out is recorded as a touch for frequency caps, at ``at``
+    (default: now), in the caller's transaction (the caller commits with its answers).
+    """
     outcomes: dict[str, Outcome] = {}
     groups: dict[tuple[str, str], list[Request]] = defaultdict(list)
     for request in requests:
@@ -78,6 +86,9 @@ def run_requests(ctx: ActionContext, requests: list[Request]) -> dict[str, Outco
             outcomes.update(dict.fromkeys((t.key for t in todo), params))
         else:
             outcomes.update(_run_guarded(ctx, ACTIONS[group[0]], params, todo))
+    codes = {r.key: (r.code, r.entity_type, r.entity_id) for r in requests}
+    touched = sent_messages(codes, outcomes)
+    record_touches(ctx.session, ctx.portal.id, touched, at or datetime.now(UTC))
     return outcomes
 
 

@@ -1,6 +1,7 @@
 """Typed models. Import every model here so Alembic and ``create_all`` see them."""
 
 from marketapp.db import Base
+from marketapp.models.caps import Touch
 from marketapp.models.channels import ChannelSettings, FieldEdit, Send, SendState, SmsMessage
 from marketapp.models.launch import (
     Enrollment,
@@ -41,4 +42,5 @@ __all__ = [
     "Send",
     "SendState",
     "SmsMessage",
+    "Touch",
 ]

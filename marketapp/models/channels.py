@@ -34,6 +34,10 @@ class ChannelSettings(TenantMixin, TimestampMixin, Base):
     # CRM fields whose "Y"/true value means the client said no to that channel.
     no_email_field: Mapped[str] = mapped_column(String(64), default="")
     no_sms_field: Mapped[str] = mapped_column(String(64), default="")
+    # The portal's default send window (a SendWindow as JSON; None: messages go at any time)
+    # and its frequency caps ([{"channel": "sms", "count": 1, "period": "day"}, ...]).
+    send_window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    caps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class SendState(enum.StrEnum):

@@ -27,7 +27,8 @@ from marketapp.actions.sandbox import TemplateProblem
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.messages import message, type_name
 from marketapp.scenarios.policies import Policies
-from marketapp.scenarios.variables import analyse
+from marketapp.scenarios.variables import MESSAGE_NAMES, analyse
+from marketapp.scenarios.windows import window_problems
 
 SCHEMA_VERSION: Final = 1
 ENTITY_TYPES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
@@ -306,6 +307,7 @@ class _Checker:
             yield from self._parameter(f"parameters[{n}]", param)
         yield from self._step_list("steps", self.defn.steps, depth=1)
         yield from self._step_ids()
+        yield from self._window()
 
     def _header(self) -> Iterator[Problem]:
         if not _KEY.match(self.defn.key):
@@ -320,6 +322,20 @@ class _Checker:
         for n, value in enumerate(values):
             if value in values[:n]:
                 yield self.problem(f"{path}[{n}]", "duplicate", value=value)
+
+    def _window(self) -> Iterator[Problem]:
+        """The send window's times and days; a recipient's zone needs its field and PHONE."""
+        window = self.defn.policies.window
+        if window is None:
+            return
+        for suffix, text in window_problems(window, self.language):
+            yield Problem(f"policies.window.{suffix}", text)
+        if window.zone != "recipient":
+            return
+        for entity in set(self.defn.entity_types) - {"DEAL"}:  # a deal has no PHONE of its own
+            self.requirements.fields.setdefault(entity, set()).add("PHONE")
+        if window.zone_field and _FIELD.match(window.zone_field):
+            yield from self._record_field("policies.window.zone_field", window.zone_field)
 
     def _step_ids(self) -> Iterator[Problem]:
         seen: set[str] = set()
@@ -602,7 +618,7 @@ _ENTITY_NAMES = {"contact": "CONTACT", "company": "COMPANY", "deal": "DEAL", "le
 
 
 def _root_names(entity_types: Sequence[str]) -> set[str]:
-    names = {"record", "params", "const", "user", "portal"}
+    names = {"record", "params", "const", "user", "portal", *MESSAGE_NAMES}
     names.update(e.lower() for e in entity_types)
     if "DEAL" in entity_types:
         names.add("client")
