@@ -8,11 +8,12 @@ from marketapp.errors import error_response
 
 
 def register(app: Flask) -> None:
-    from handlers import events, health, robots
+    from handlers import events, health, robots, unsubscribe
 
     app.register_blueprint(health.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(robots.bp)
+    app.register_blueprint(unsubscribe.bp)
 
     @app.errorhandler(PayloadError)
     def _bad_payload(exc: PayloadError) -> ResponseReturnValue:

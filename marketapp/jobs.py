@@ -157,5 +157,6 @@ JOB_MODULES: list[str] = [
     "marketapp.sms_status",
     "marketapp.scenarios.engine",
     "marketapp.scenarios.launches",
+    "marketapp.consent",
     "marketapp.scenarios.schedules",
 ]

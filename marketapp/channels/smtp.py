@@ -62,10 +62,15 @@ def send_email(
     html: str,
     text: str,
     sender: str = "",
+    unsubscribe: str = "",
     timeout: float = 30.0,
     tls: ssl.SSLContext | None = None,
 ) -> str:
-    """Send one message; return its Message-ID (derived from the ledger ``key``)."""
+    """Send one message; return its Message-ID (derived from the ledger ``key``).
+
+    ``unsubscribe`` (an https URL) adds ``List-Unsubscribe`` with RFC 8058 one-click: the mail
+    client POSTs ``List-Unsubscribe=One-Click`` to that URL.
+    """
     message = EmailMessage()
     try:
         message["From"] = sender or channels.smtp_from
@@ -76,6 +81,9 @@ def send_email(
     # Only atext may stand left of the "@" of a msg-id; ":" and anything else become ".".
     idstring = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
     message["Message-ID"] = make_msgid(idstring=idstring or None, domain="smart-scenarios")
+    if unsubscribe:
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")

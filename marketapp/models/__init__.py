@@ -3,6 +3,7 @@
 from marketapp.db import Base
 from marketapp.models.caps import Touch
 from marketapp.models.channels import ChannelSettings, FieldEdit, Send, SendState, SmsMessage
+from marketapp.models.consent import Suppression
 from marketapp.models.launch import (
     Enrollment,
     EnrollmentState,
@@ -42,5 +43,6 @@ __all__ = [
     "Send",
     "SendState",
     "SmsMessage",
+    "Suppression",
     "Touch",
 ]

@@ -6,6 +6,8 @@
 - ``user``: the launching user (``ID``, ``NAME``, ``LAST_NAME``, ``FULL_NAME``, ``EMAIL`` …);
 - ``portal``: ``domain``, ``url``, ``language``, ``timezone`` (dates are formatted in its
   language by ``|date``).
+- ``unsubscribe_url``: in e-mail and SMS steps only, the recipient's signed unsubscribe link
+  (added per record by the actions, :func:`marketapp.consent.unsubscribe_url`).
 
 The names and fields here are the ones :mod:`marketapp.scenarios.definition` accepts when a
 definition is saved (``USER_FIELDS``, ``PORTAL_FIELDS``).

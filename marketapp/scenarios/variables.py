@@ -15,6 +15,10 @@ from marketapp.actions import filters, sandbox
 
 _parser = sandbox.LimitedSandbox()
 
+# Names the e-mail and SMS actions add per record (:mod:`marketapp.consent`); elsewhere they
+# render as empty text.
+MESSAGE_NAMES = frozenset({"unsubscribe_url"})
+
 
 @dataclass
 class Uses:
