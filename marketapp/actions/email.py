@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 from flask_babel import gettext as _
 from pydantic import BaseModel, Field
 
+from marketapp import consent
 from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
     ENTITY_TYPE_IDS,
@@ -83,6 +84,7 @@ class Letter:
     subject: str
     body: str
     responsible_id: int
+    unsubscribe: str = ""  # the record's unsubscribe link (SMTP's List-Unsubscribe header)
 
     def describe(self) -> dict[str, Any]:
         return {"to": self.to, "subject": self.subject, "body": self.body}
@@ -99,7 +101,8 @@ class SendEmail:
     def preview(
         self, ctx: ActionContext, params: EmailParams, targets: list[Target]
     ) -> dict[str, Draft | Outcome]:
-        return preview_each(targets, lambda t: _compose(ctx, params, t))
+        unsubscribed = consent.suppressed_owners(ctx, targets, "email")
+        return preview_each(targets, lambda t: _compose(ctx, params, t, unsubscribed))
 
     def deliver(
         self, ctx: ActionContext, params: EmailParams, drafts: list[Letter]
@@ -109,8 +112,12 @@ class SendEmail:
         return _send_portal(ctx, params, drafts)
 
 
-def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter | Outcome:
+def _compose(
+    ctx: ActionContext, params: EmailParams, target: Target, unsubscribed: set[tuple[str, int]]
+) -> Letter | Outcome:
     owner_type, owner_id, owner = communication_owner(target)
+    if (owner_type, owner_id) in unsubscribed:  # before the CRM field: the app's own list
+        return skipped("unsubscribed", _("The client unsubscribed from e-mail."))
     if opted_out(owner, ctx.channels.no_email_field):
         return skipped("opted_out", _("The client opted out of e-mail."))
     to = multifield(owner, "EMAIL", params.address_type)
@@ -118,7 +125,8 @@ def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter 
         return skipped("no_email", _("The record has no e-mail address."))
     if not _ADDRESS.match(to):
         return skipped("invalid_email", _("The e-mail address %(address)s is invalid.", address=to))
-    context = render_context(ctx, target)
+    link = consent.unsubscribe_url(ctx.portal, owner_type, owner_id, "email")
+    context = {**render_context(ctx, target), "unsubscribe_url": link}
     subject = templating.one_line(templating.render(params.subject, context))
     if len(subject) > SUBJECT_MAX:
         raise templating.TextTooLong(
@@ -129,7 +137,7 @@ def _compose(ctx: ActionContext, params: EmailParams, target: Target) -> Letter 
         body = templating.sanitize_html(body)
     record = target.record or {}
     responsible = int(record.get("ASSIGNED_BY_ID") or ctx.portal.token_user_id or 1)
-    return Letter(target, to, owner_type, owner_id, subject or "-", body, responsible)
+    return Letter(target, to, owner_type, owner_id, subject or "-", body, responsible, link)
 
 
 def _send_portal(
@@ -242,6 +250,7 @@ def _send_smtp(
                 html=html,
                 text=templating.plain_text(letter.body) if html else letter.body,
                 sender=params.sender,
+                unsubscribe=letter.unsubscribe,
                 timeout=ctx.timeout,
             )
         except SmtpError as exc:

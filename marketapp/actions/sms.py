@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from marketapp import consent
 from marketapp.actions import ledger, templating
 from marketapp.actions.base import (
     ActionContext,
@@ -89,7 +90,8 @@ class SendSms:
                 "gateway_config", _("The SMS gateway is not configured: %(why)s", why=exc)
             )
             return {t.key: problem for t in targets}
-        return preview_each(targets, lambda t: _compose(ctx, params, t))
+        unsubscribed = consent.suppressed_owners(ctx, targets, "sms")
+        return preview_each(targets, lambda t: _compose(ctx, params, t, unsubscribed))
 
     def deliver(
         self, ctx: ActionContext, params: SmsParams, drafts: list[Sms]
@@ -116,8 +118,12 @@ class SendSms:
         return outcomes
 
 
-def _compose(ctx: ActionContext, params: SmsParams, target: Target) -> Sms | Outcome:
-    _type, _id, owner = communication_owner(target)
+def _compose(
+    ctx: ActionContext, params: SmsParams, target: Target, unsubscribed: set[tuple[str, int]]
+) -> Sms | Outcome:
+    owner_type, owner_id, owner = communication_owner(target)
+    if (owner_type, owner_id) in unsubscribed:  # before the CRM field: the app's own list
+        return skipped("unsubscribed", _("The client unsubscribed from SMS."))
     if opted_out(owner, ctx.channels.no_sms_field):
         return skipped("opted_out", _("The client opted out of SMS."))
     raw = multifield(owner, "PHONE", params.phone_type, prefer="MOBILE")
@@ -127,7 +133,8 @@ def _compose(ctx: ActionContext, params: SmsParams, target: Target) -> Sms | Out
         phone = normalize_phone(raw, ctx.channels.default_country)
     except InvalidPhone:
         return skipped("invalid_phone", _("The phone number %(phone)s is invalid.", phone=raw))
-    context = render_context(ctx, target)
+    link = consent.unsubscribe_url(ctx.portal, owner_type, owner_id, "sms")
+    context = {**render_context(ctx, target), "unsubscribe_url": link}
     text = templating.render(params.text, context).strip()
     if not text:
         return skipped("empty_text", _("The message is empty for this record."))
