@@ -140,6 +140,9 @@ class ActionContext:
     # What templates see besides the record (a scenario's ``params``, ``const``, ``user``,
     # ``portal``); robots have none.
     template_globals: dict[str, Any] = field(default_factory=dict)
+    # Whether an action writes its own line to the timeline (a robot's SMS, an SMTP e-mail);
+    # the scenario engine writes one line per step itself, naming the scenario.
+    own_lines: bool = True
 
 
 def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:

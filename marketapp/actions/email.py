@@ -259,7 +259,8 @@ def _send_smtp(
             continue
         ledger.settle(ctx.session, row, SendState.SENT, message_id)
         outcomes[key] = _settled(row, letter)
-        comments[key] = _timeline_comment(letter)
+        if ctx.own_lines:
+            comments[key] = _timeline_comment(letter)
     if comments:
         ctx.client.batch(comments)
     return outcomes

@@ -109,7 +109,7 @@ class SendSms:
                 retry = True
                 continue
             outcomes[sms.target.key] = outcome
-            if fresh and outcome.status == "sent":
+            if fresh and outcome.status == "sent" and ctx.own_lines:
                 comments[sms.target.key] = _timeline_comment(sms, outcome)
         if comments:
             ctx.client.batch(comments)
@@ -218,13 +218,20 @@ def _settled(ctx: ActionContext, row: Send) -> Outcome:
     return failed("send_error", _("The SMS was not sent: %(reason)s", reason=reason))
 
 
-def _timeline_comment(sms: Sms, outcome: Outcome) -> tuple[str, dict[str, Any]]:
-    text = _(
-        "SMS to %(phone)s (%(segments)s segments): %(text)s",
-        phone=sms.phone,
-        segments=outcome.values.get("segments", 0),
-        text=templating.plain_text(sms.text),
+def timeline_text(phone: str, segments: int, text: str) -> str:
+    """What the timeline says about one SMS sent."""
+    return str(
+        _(
+            "SMS to %(phone)s (%(segments)s segments): %(text)s",
+            phone=phone,
+            segments=segments,
+            text=templating.plain_text(text),
+        )
     )
+
+
+def _timeline_comment(sms: Sms, outcome: Outcome) -> tuple[str, dict[str, Any]]:
+    text = timeline_text(sms.phone, int(outcome.values.get("segments", 0)), sms.text)
     return (
         "crm.timeline.comment.add",
         {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,7 @@ from marketapp.actions.base import (
     template_fields,
 )
 from marketapp.actions.runner import Request, run_requests
+from marketapp.actions.sms import timeline_text
 from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
@@ -75,8 +77,15 @@ from marketapp.scenarios.plan import ACTING, Plan
 from marketapp.scenarios.preview import STEP_COMMANDS, _zone, budget_for, estimate, wait_until
 
 log = logging.getLogger(__name__)
-GROUP_SIZE = 50
-SLICE = 4  # groups per job run before the job queues itself again (fair to robot calls)
+# Records claimed at one step: one read request (2,500 records) and full batches of 50
+# commands. A group that lost its worker is retried in smaller groups (a record that crashes
+# the worker every time ends up alone, and fails alone).
+GROUP_SIZE = 1000
+TAKEOVER_GROUP_SIZES = (GROUP_SIZE, 50, 1)
+# A job run stops after this long (or SLICE groups) and queues itself again, so robot calls of
+# the same portal (which share its limiter and the worker's threads) get their turns.
+SLICE = 4
+SLICE_SECONDS = 10.0
 LEASE = timedelta(minutes=5)
 MAX_TRIES = 5  # transient failures of one step before the record ends failed
 MAX_TAKEOVERS = 3  # leases lost (a worker died on the group) before the record ends failed
@@ -120,7 +129,11 @@ def process_portal(portal_id: int) -> None:
     with force_locale(portal.language):
         wake(session, portal, runs)
         more = False
+        began = time.monotonic()
         for _n in range(SLICE):
+            if time.monotonic() - began >= SLICE_SECONDS:
+                more = True
+                break
             group = _claim(session, portal, runs)
             if not group:
                 break
@@ -224,13 +237,13 @@ def _runnable_ids(session: Session, portal: Portal) -> list[int]:
 
 
 def _claim(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> list[Enrollment]:
-    """Up to 50 due enrollments of one launch at one step (the oldest due first)."""
+    """Up to ``GROUP_SIZE`` due enrollments of one launch at one step (the oldest due first)."""
     launch_ids = _runnable_ids(session, portal)
     if not launch_ids:
         return []
     due = Enrollment.next_at <= now()
     first = session.execute(
-        select(Enrollment.launch_id, Enrollment.step)
+        select(Enrollment.launch_id, Enrollment.step, Enrollment.attempts, Enrollment.state)
         .where(
             Enrollment.portal_id == portal.id,
             Enrollment.launch_id.in_(launch_ids),
@@ -242,7 +255,9 @@ def _claim(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> list
     ).first()
     if first is None:
         return []
-    launch_id, path = first
+    launch_id, path, attempts, state = first
+    takeovers = attempts + (state == EnrollmentState.RUNNING)  # what the claim will count
+    size = TAKEOVER_GROUP_SIZES[min(takeovers, len(TAKEOVER_GROUP_SIZES) - 1)]
     # Rows this session settled before are in its identity map with the values it wrote: the
     # claim must see the ones it sets (running), not those.
     session.expire_all()
@@ -253,7 +268,9 @@ def _claim(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> list
             Enrollment.launch_id == launch_id,
             Enrollment.step == path,
             due,
-            limit=GROUP_SIZE,
+            Enrollment.attempts == attempts,
+            Enrollment.state == state,
+            limit=size,
         )
     )
     if launch_id not in runs:
@@ -316,6 +333,7 @@ class LaunchRun:
             http=shared_session(),
             timeout=config.http_timeout,
             template_globals=template_context({}, row.params, self.constants, row.user, info),
+            own_lines=False,
         )
         self.touched = False
         self._stopping = False
@@ -418,28 +436,25 @@ class LaunchRun:
         results: dict[int, list[tuple[str, Settled]]] = {e.id: [] for e in group}
         lines: dict[str, tuple[Target, str]] = {}
         for here in unit:
-            phones = self._phones(group, here) if self.plan.steps[here].action == "send_sms" else {}
+            sms = self._sms_lines(group, here) if self.plan.steps[here].action == "send_sms" else {}
             for enrollment in group:
                 outcome = by_step[here][enrollment.id]
                 settled = _settled(outcome, self._result_id(outcome))
                 results[enrollment.id].append((here, settled))
                 if settled.kind == "sent" and self.defn.timeline and outcome.message:
                     key = ledger_key(self.row.id, enrollment.id, here)
-                    what = outcome.message
-                    if key in phones:
-                        what = _("SMS sent to %(phone)s.", phone=phones[key])
+                    what = sms.get(key, outcome.message)
                     text = _("Scenario '%(name)s': %(what)s", name=self.name, what=what)
                     lines[key] = (targets[enrollment.id], text)
         write_lines(self.ctx, lines)
         self._settle_unit(group, unit, results)
 
-    def _phones(self, group: list[Enrollment], path: str) -> dict[str, str]:
-        """The numbers the SMS step sent to, by ledger key (for the timeline line)."""
+    def _sms_lines(self, group: list[Enrollment], path: str) -> dict[str, str]:
+        """What the SMS step sent (number, segments, text) by ledger key, for its line."""
         keys = [ledger_key(self.row.id, e.id, path) for e in group]
-        query = select(SmsMessage.key, SmsMessage.phone).where(
-            SmsMessage.portal_id == self.portal.id, SmsMessage.key.in_(keys)
-        )
-        return {str(k): str(p) for k, p in self.session.execute(query)}
+        query = select(SmsMessage.key, SmsMessage.phone, SmsMessage.segments, SmsMessage.text)
+        query = query.where(SmsMessage.portal_id == self.portal.id, SmsMessage.key.in_(keys))
+        return {str(k): timeline_text(p, n, t) for k, p, n, t in self.session.execute(query)}
 
     def _run_step(
         self, path: str, step: Any, group: list[Enrollment], targets: dict[int, Target]
@@ -599,6 +614,7 @@ class LaunchRun:
         e.next_at = now()
         e.lease_until = None
         e.tries = 0
+        e.attempts = 0  # the step was done: take-overs count per step
 
     def _end(self, e: Enrollment, settled: Settled, deltas: Deltas) -> None:
         """Make an enrollment final. A record that reached the end with nothing done for it

@@ -15,6 +15,7 @@ from marketapp.scenarios import steps as st
 _STRICT = ConfigDict(extra="forbid")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 HourMinute = str  # "HH:MM", checked by the definition's checker
+ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Reentry = Literal["never", "while_active", "restart", "always"]
 
 
@@ -24,7 +25,7 @@ class SendWindow(BaseModel):
     from the phone number, else the portal's)."""
 
     model_config = _STRICT
-    days: list[Weekday] = Field(default_factory=lambda: list(st.WEEKDAYS), min_length=1)
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
     start: HourMinute = "09:00"
     end: HourMinute = "21:00"
     zone: Literal["portal", "recipient"] = "portal"
