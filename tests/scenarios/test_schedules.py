@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from marketapp.db import get_db
 from marketapp.models import Launch, Portal, ScenarioSchedule
-from marketapp.scenarios import versions
 from marketapp.scenarios import schedules as sch
+from marketapp.scenarios import versions
 from marketapp.scenarios.launches import SAMPLE_KEY, in_sample
 from marketapp.scenarios.versions import NotFound
 from tests.conftest import make_app
@@ -212,7 +212,7 @@ def test_a_due_run_makes_one_launch_marked_schedule(session: Session) -> None:
     assert len(made) == 1
     (launch,) = _launches(session)
     assert launch.source == "schedule" and launch.user_id == 1 and launch.user_token is None
-    assert launch.idempotency_key == "schedule:%d:20260320T123000Z" % row.id
+    assert launch.idempotency_key == f"schedule:{row.id}:20260320T123000Z"
     assert launch.target_filter == {
         "%NAME": "a",
         SAMPLE_KEY: {"percent": 50, "seed": launch.idempotency_key},
