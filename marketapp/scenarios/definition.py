@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketapp.actions.records import parse_assignments
 from marketapp.actions.sandbox import TemplateProblem
+from marketapp.scenarios import expressions as ex
 from marketapp.scenarios import steps as st
+from marketapp.scenarios import typed
 from marketapp.scenarios.messages import message, type_name
 from marketapp.scenarios.policies import Policies
 from marketapp.scenarios.variables import MESSAGE_NAMES, analyse
@@ -100,6 +102,16 @@ class Parameter(BaseModel):
     options: list[Option] = Field(default_factory=list, max_length=100)
 
 
+class Variable(BaseModel):
+    """A scenario variable, per enrollment: set by ``set_variable`` steps, read as
+    ``var.<name>`` in templates, conditions and expressions; ``default`` at entry."""
+
+    model_config = _STRICT
+    name: str
+    type: typed.ValueType = "string"
+    default: Scalar = None
+
+
 class ScenarioDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -117,6 +129,7 @@ class ScenarioDefinition(BaseModel):
     # Write each action (message sent, field changed …) to the record's timeline.
     timeline: bool = True
     policies: Policies = Field(default_factory=Policies)
+    variables: list[Variable] = Field(default_factory=list, max_length=50)
 
     def document(self) -> dict[str, Any]:
         """The JSON form (``"schema": 1`` first), as stored and exported."""
@@ -296,6 +309,7 @@ class _Checker:
         self.known_fields = known_fields
         self.constants = constants
         self.params = {p.key: p for p in defn.parameters}
+        self.variables = {v.name: v for v in defn.variables}
         self.requirements = Requirements()
 
     def problem(self, path: str, code: str, **values: Any) -> Problem:
@@ -307,6 +321,7 @@ class _Checker:
             yield from self._parameter(f"parameters[{n}]", param)
         yield from self._step_list("steps", self.defn.steps, depth=1)
         yield from self._step_ids()
+        yield from self._variables()
         yield from self._window()
 
     def _header(self) -> Iterator[Problem]:
@@ -423,6 +438,8 @@ class _Checker:
             yield from self._condition(path, step, depth)
         elif isinstance(step, st.SplitStep):
             yield from self._split(path, step, depth)
+        elif isinstance(step, st.SetVariableStep):
+            yield from self._set_variable(path, step)
 
     def _edit(self, path: str, step: st.EditFieldsStep) -> Iterator[Problem]:
         for name, value in parse_assignments(step.fields).items():
@@ -522,6 +539,8 @@ class _Checker:
             yield self.problem(f"{path}.param", "unknown_param", name=operand.param)
         elif operand.const is not None:
             yield from self._constant(f"{path}.const", operand.const)
+        elif operand.var is not None and operand.var not in self.variables:
+            yield self.problem(f"{path}.var", "unknown_var", name=operand.var)
 
     def _split(self, path: str, step: st.SplitStep, depth: int) -> Iterator[Problem]:
         total = sum(b.percent for b in step.branches)
@@ -532,6 +551,62 @@ class _Checker:
         yield from self._duplicates(f"{path}.branches", [b.name for b in step.branches])
         for n, branch in enumerate(step.branches):
             yield from self._step_list(f"{path}.branches[{n}].steps", branch.steps, depth + 1)
+
+    # variables
+
+    def _variables(self) -> Iterator[Problem]:
+        names = [v.name for v in self.defn.variables]
+        for n, variable in enumerate(self.defn.variables):
+            path = f"variables[{n}]"
+            if not _NAME.match(variable.name):
+                yield self.problem(f"{path}.name", "name_format")
+            if variable.name in names[:n]:
+                yield self.problem(f"{path}.name", "duplicate", value=variable.name)
+            try:
+                typed.typed(variable.type, variable.default)
+            except ex.ExpressionError:
+                yield self.problem(f"{path}.default", "bad_typed_value", type=variable.type)
+
+    def _set_variable(self, path: str, step: st.SetVariableStep) -> Iterator[Problem]:
+        declared = self.variables.get(step.name)
+        if declared is None:
+            yield self.problem(f"{path}.name", "unknown_var", name=step.name)
+        where = f"{path}.expression"
+        try:
+            expression = ex.parse(step.expression)
+        except ex.ExpressionError as exc:
+            yield Problem(where, exc.text(self.language))
+            return
+        for ref in expression.refs:
+            for problem in self._expression_ref(where, ref):
+                text = message(
+                    self.language, "expr_at", detail=problem.message, position=ref.pos + 1
+                )
+                yield Problem(problem.path, text)
+        if declared is not None:
+            yield from self._expression_kind(where, expression, declared)
+
+    def _expression_ref(self, path: str, ref: ex.Ref) -> Iterator[Problem]:
+        if ref.root == "record":
+            yield from self._record_field(path, ref.name)
+        elif ref.root == "params" and ref.name not in self.params:
+            yield self.problem(path, "unknown_param", name=ref.name)
+        elif ref.root == "const":
+            yield from self._constant(path, ref.name)
+        elif ref.root == "var" and ref.name not in self.variables:
+            yield self.problem(path, "unknown_var", name=ref.name)
+
+    def _expression_kind(
+        self, path: str, expression: ex.Expression, declared: Variable
+    ) -> Iterator[Problem]:
+        var_kinds = {v.name: typed.kind_in_expressions(v.type) for v in self.defn.variables}
+        param_kinds = {p.key: _PARAM_KINDS.get(p.type, "any") for p in self.defn.parameters}
+        actual = ex.kind_of(expression.root, var_kinds, param_kinds)
+        if actual == "any" or actual in _TAKES[declared.type]:
+            return
+        expected = type_name(self.language, _TYPE_NAMES[declared.type])
+        shown = type_name(self.language, actual)
+        yield self.problem(path, "var_type", actual=shown, expected=expected)
 
     # names
 
@@ -582,6 +657,9 @@ class _Checker:
                 yield self.problem(path, "unknown_param", name=attr)
         elif name == "const":
             yield from self._constant(path, attr)
+        elif name == "var":
+            if attr not in self.variables:
+                yield self.problem(path, "unknown_var", name=attr)
         elif name == "user":
             if attr not in USER_FIELDS:
                 yield self.problem(path, "unknown_attribute", name=name, attr=attr)
@@ -613,12 +691,20 @@ class _Checker:
             yield self.problem(path, "unknown_field", entity="CONTACT/COMPANY", name=attr)
 
 
+# What an expression's kind (``expressions.kind_of``) may be for each variable type.
+_TAKES = {"string": {"number", "text", "boolean"}, "integer": {"number"}, "decimal": {"number"},
+          "boolean": {"boolean"}, "date": {"text"}}  # fmt: skip
+_TYPE_NAMES = {"string": "string", "integer": "integer", "decimal": "number",
+               "boolean": "boolean", "date": "date"}  # fmt: skip
+_PARAM_KINDS = {"integer": "number", "decimal": "number", "boolean": "boolean",
+                "string": "text", "text": "text", "select": "text"}  # fmt: skip
+
 _ENTITY_NAMES = {"contact": "CONTACT", "company": "COMPANY", "deal": "DEAL", "lead": "LEAD",
                  "client": "DEAL"}  # fmt: skip
 
 
 def _root_names(entity_types: Sequence[str]) -> set[str]:
-    names = {"record", "params", "const", "user", "portal", *MESSAGE_NAMES}
+    names = {"record", "params", "const", "var", "user", "portal", *MESSAGE_NAMES}
     names.update(e.lower() for e in entity_types)
     if "DEAL" in entity_types:
         names.add("client")

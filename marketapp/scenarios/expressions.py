@@ -423,13 +423,14 @@ def evaluate(
     constants: Mapping[str, Any],
     variables: Mapping[str, Any],
 ) -> Any:
-    """The value of ``expression``: a ``Decimal`` (rounded to 6 places), ``str``, ``bool``,
+    """The value of ``expression``: a ``Decimal`` (rounded to 6 places, no trailing zeros:
+    ``12.5``, ``1800``), ``str``, ``bool``,
     ``None`` (empty) or the value a name holds (a date …). ``variables`` are typed values
     (``name → value``). Raises :class:`ExpressionError` (division by zero, a text that is no
     number …) with the position of the operator or name at fault."""
     value = _Evaluator(record, params, constants, variables).run(expression.root)
     if isinstance(value, Decimal):
-        return _rounded(value, expression.root.pos)
+        return Decimal(_plain(_rounded(value, expression.root.pos)))
     return value
 
 
@@ -551,6 +552,11 @@ _FUNCTION_BODIES: dict[str, Any] = {
 
 
 # -- values -------------------------------------------------------------------------------------
+
+
+def as_number(value: Any) -> Decimal:
+    """``value`` as arithmetic reads it; errors point at the first character."""
+    return _number(value, 0)
 
 
 def _number(value: Any, pos: int) -> Decimal:

@@ -156,6 +156,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "invalid": ("Invalid value: {detail}", "Недопустимое значение: {detail}"),
     # Variables and the expressions of the set-variable step.
     "unknown_var": ('Unknown variable "{name}".', "Неизвестная переменная «{name}»."),
+    "bad_typed_value": ("Not a valid {type} value.", "Недопустимое значение типа {type}."),
     "var_type": (
         "The expression gives {actual}, the variable holds {expected}.",
         "Выражение даёт {actual}, а переменная хранит {expected}.",

@@ -57,6 +57,7 @@ from marketapp.bitrix.errors import AccessDenied, BitrixError
 from marketapp.bitrix.limiter import Bucket
 from marketapp.models import Portal
 from marketapp.models.robot_call import RobotCall, RobotCallState
+from marketapp.scenarios import scenario_variables as sv
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.context import template_context
 from marketapp.scenarios.definition import ScenarioDefinition, requirements
@@ -321,6 +322,7 @@ class Preview:
         entry["name"] = _title(target.entity_type, record)
         entry["status"] = "previewed"
         out: list[dict[str, Any]] = []
+        self._set_variables(sv.initial_variables(self.defn))
         self._walk(self.defn.steps, "steps", target, record, self.launched_at, out)
         entry["steps"] = out
         segments = sum(int(s.get("segments") or 0) for s in out if s.get("status") == "ready")
@@ -354,8 +356,14 @@ class Preview:
                 at = max(at, until)
                 entry["until"] = _iso(at)
                 continue
+            if isinstance(step, st.SetVariableStep):
+                if not self._set_variable(here, step, record, entry):
+                    return at, True
+                continue
             if isinstance(step, st.ConditionStep):
-                yes = st.holds(step.match, step.rules, record, self.params, self.constants)
+                yes = st.holds(
+                    step.match, step.rules, record, self.params, self.constants, self.var_view
+                )
                 entry["branch"] = "yes" if yes else "no"
                 at, stopped = self._walk(
                     step.yes if yes else step.no,
@@ -457,6 +465,25 @@ class Preview:
         if path not in self._action_params:
             self._action_params[path] = st.action_params(step)
         return self._action_params[path]
+
+    def _set_variables(self, stored: dict[str, Any]) -> None:
+        """The record's variables, as conditions and templates (``var.x``) read them next."""
+        self.variables = stored
+        self.var_view = sv.variable_view(stored)
+        self.ctx.template_globals["var"] = self.var_view
+
+    def _set_variable(
+        self, path: str, step: st.SetVariableStep, record: dict[str, Any], entry: dict[str, Any]
+    ) -> bool:
+        """Evaluate the step on the record; an error skips the record, as the engine does."""
+        new, error = sv.evaluate_step(step, record, self.params, self.constants, self.variables)
+        if new is None:
+            self._count(path, entry, "skipped", sv.EXPRESSION_ERROR, error or "")
+            return False
+        self._set_variables(new)
+        entry.update(status="ready", value=new[step.name]["value"])
+        self.steps[path].ready += 1
+        return True
 
     def _count(
         self, path: str, entry: dict[str, Any], status: str, reason: str, message: str

@@ -135,16 +135,19 @@ class WaitStep(StepBase):
 
 
 class Operand(BaseModel):
-    """Exactly one of: a record ``field``, a launch ``param``, a portal ``const``, a ``value``."""
+    """Exactly one of: a record ``field``, a launch ``param``, a portal ``const``, a scenario
+    variable ``var``, a ``value``."""
 
     model_config = STRICT
     field: str | None = None
     param: str | None = None
     const: str | None = None
+    var: str | None = None
     value: str | int | float | bool | None = None
 
     def given(self) -> list[str]:
-        return [k for k in ("field", "param", "const", "value") if getattr(self, k) is not None]
+        kinds = ("field", "param", "const", "var", "value")
+        return [k for k in kinds if getattr(self, k) is not None]
 
 
 Operator = Literal[
@@ -208,6 +211,15 @@ class StopStep(StepBase):
     type: Literal["stop"]
 
 
+class SetVariableStep(StepBase):
+    """Set the variable ``name`` (declared in the definition's ``variables``) to the value of
+    ``expression`` (:mod:`marketapp.scenarios.expressions`), for this record's enrollment."""
+
+    type: Literal["set_variable"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    expression: str = Field(min_length=1, max_length=1_000)
+
+
 Step = Annotated[
     SendEmailStep
     | SendSmsStep
@@ -218,14 +230,15 @@ Step = Annotated[
     | WaitStep
     | ConditionStep
     | SplitStep
-    | StopStep,
+    | StopStep
+    | SetVariableStep,
     Field(discriminator="type"),
 ]
 STEP_TYPES = (
     "send_email", "send_sms", "edit_fields", "timeline_comment", "create_task", "notify",
-    "wait", "condition", "split", "stop",
+    "wait", "condition", "split", "stop", "set_variable",
 )  # fmt: skip
-CONTROL_TYPES = {"wait", "condition", "split", "stop"}
+CONTROL_TYPES = {"wait", "condition", "split", "stop", "set_variable"}
 
 Group.model_rebuild()
 ConditionStep.model_rebuild()
@@ -291,6 +304,7 @@ def operand_value(
     record: Mapping[str, Any],
     params: Mapping[str, Any],
     constants: Mapping[str, Any],
+    variables: Mapping[str, Any] | None = None,
 ) -> Any:
     if operand.field is not None:
         return record.get(operand.field)
@@ -298,6 +312,8 @@ def operand_value(
         return params.get(operand.param)
     if operand.const is not None:
         return constants.get(operand.const)
+    if operand.var is not None:
+        return (variables or {}).get(operand.var)
     return operand.value
 
 
@@ -372,9 +388,11 @@ def holds(
     record: Mapping[str, Any],
     params: Mapping[str, Any],
     constants: Mapping[str, Any],
+    variables: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Whether the rules hold for a record (``and``: all, ``or``: any)."""
-    results = (_rule_holds(rule, record, params, constants) for rule in rules)
+    """Whether the rules hold for a record (``and``: all, ``or``: any). ``variables`` are the
+    enrollment's, typed (``scenario_variables.variable_view``)."""
+    results = (_rule_holds(rule, record, params, constants, variables) for rule in rules)
     return all(results) if match == "and" else any(results)
 
 
@@ -383,9 +401,11 @@ def _rule_holds(
     record: Mapping[str, Any],
     params: Mapping[str, Any],
     constants: Mapping[str, Any],
+    variables: Mapping[str, Any] | None,
 ) -> bool:
     if isinstance(rule, Group):
-        return holds(rule.match, rule.rules, record, params, constants)
-    left = operand_value(rule.left, record, params, constants)
-    right = None if rule.right is None else operand_value(rule.right, record, params, constants)
+        return holds(rule.match, rule.rules, record, params, constants, variables)
+    values = (record, params, constants, variables)
+    left = operand_value(rule.left, *values)
+    right = None if rule.right is None else operand_value(rule.right, *values)
     return compare(rule.op, left, right)
