@@ -13,6 +13,7 @@ from flask import Flask
 
 from marketapp.scenarios.cli import scenarios
 from marketapp.scenarios.launch_cli import launches
+from marketapp.scenarios.schedule_cli import schedules
 
 
 def _app() -> Flask:
@@ -344,6 +345,7 @@ def bench_launch(contacts: int, steps: str, memory: str, database_url: str, fast
 # `marketapp scenarios …` lives with the scenarios (list, show, diff, validate, export, import).
 main.add_command(scenarios)
 main.add_command(launches)
+main.add_command(schedules)
 
 
 if __name__ == "__main__":

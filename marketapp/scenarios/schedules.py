@@ -163,6 +163,8 @@ def create_schedule(
     ``user_id`` defaults to the admin whose token the app stores. Raises
     :class:`ScheduleError` (and ``NotFound`` for an unknown scenario)."""
     scenario = get_scenario(session, portal, scenario_key)
+    checked = check_rule(rule, portal_zone(portal), now)  # the checks without the network first
+    percent = check_percent(sample_percent)
     defn = _current_definition(session, portal, scenario)
     entity = (entity_type or defn.entity_types[0]).upper()
     if entity not in defn.entity_types:
@@ -176,13 +178,13 @@ def create_schedule(
         scenario_id=scenario.id,
         entity_type=entity,
         segment=_checked_segment(entity, segment, client),
-        sample_percent=check_percent(sample_percent),
+        sample_percent=percent,
         params=_checked_params(defn, params or {}, portal.language),
         user_id=user_id if user_id is not None else portal.token_user_id,
         active=True,
         last_error="",
     )
-    apply_rule(row, check_rule(rule, portal_zone(portal), now))
+    apply_rule(row, checked)
     row.user = _user_row(client, row.user_id)
     row.next_run_at = next_run(row, now)
     session.add(row)
