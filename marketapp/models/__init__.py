@@ -18,6 +18,7 @@ from marketapp.models.registration import Registration
 from marketapp.models.robot_call import RobotCall, RobotCallState
 from marketapp.models.scenario import PortalConstant, Scenario, ScenarioVersion
 from marketapp.models.schedule import ScenarioSchedule
+from marketapp.models.test_run import TestRun
 
 __all__ = [
     "Base",
@@ -44,5 +45,6 @@ __all__ = [
     "SendState",
     "SmsMessage",
     "Suppression",
+    "TestRun",
     "Touch",
 ]
