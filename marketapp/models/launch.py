@@ -114,6 +114,8 @@ class Enrollment(TenantMixin, TimestampMixin, Base):
     reason: Mapped[str] = mapped_column(String(64), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     branches: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # path -> branch
+    # The scenario's variables: name -> {"type", "value"} (``scenarios.scenario_variables``).
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class LaunchCounter(TenantMixin, Base):

@@ -72,5 +72,7 @@ class PortalConstant(TenantMixin, TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64))
+    # string, integer, decimal, boolean or date (``scenarios.typed``); ``value`` is its text.
+    type: Mapped[str] = mapped_column(String(16), default="string", server_default="string")
     value: Mapped[str] = mapped_column(Text, default="")
     label: Mapped[str] = mapped_column(String(255), default="")

@@ -279,12 +279,12 @@ def install_library_command(member_id: str, update: bool, as_json: bool) -> None
 @portal_option
 @json_option
 def constants_command(member_id: str, as_json: bool) -> None:
-    """The portal's constants (``const.<code>`` in templates)."""
+    """The portal's constants (``const.<code>`` in templates) with their types."""
     from marketapp.scenarios.constants import list_constants
 
     with _portal_session(member_id, as_json) as (session, portal):
         rows = [
-            {"code": c.code, "value": c.value, "label": c.label}
+            {"code": c.code, "type": c.type, "value": c.value, "label": c.label}
             for c in list_constants(session, portal)
         ]
     if as_json:
@@ -293,7 +293,7 @@ def constants_command(member_id: str, as_json: bool) -> None:
     if not rows:
         click.echo("no constants")
     for row in rows:
-        click.echo(f"{row['code']} = {row['value']!r}  {row['label']}".rstrip())
+        click.echo(f"{row['code']} ({row['type']}) = {row['value']!r}  {row['label']}".rstrip())
 
 
 @scenarios.command("set-constant")
@@ -301,18 +301,28 @@ def constants_command(member_id: str, as_json: bool) -> None:
 @click.argument("value")
 @portal_option
 @click.option("--label", default="", help="what it is, for the admin pages")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["string", "integer", "decimal", "boolean", "date"]),
+    default=None,
+    help="the value's type (default: the constant's current type, string for a new one)",
+)
 @json_option
-def set_constant_command(code: str, value: str, member_id: str, label: str, as_json: bool) -> None:
-    """Create or change the constant CODE."""
+def set_constant_command(
+    code: str, value: str, member_id: str, label: str, kind: str | None, as_json: bool
+) -> None:
+    """Create or change the constant CODE (VALUE must be of its type)."""
     from marketapp.scenarios.constants import set_constant
 
     with _portal_session(member_id, as_json) as (session, portal):
-        set_constant(session, portal, code, value, label)
+        row = set_constant(session, portal, code, value, label, kind)
+        shown = {"code": row.code, "type": row.type, "value": row.value}
         session.commit()
     if as_json:
-        _print_json({"code": code, "value": value})
+        _print_json(shown)
     else:
-        click.echo(f"{code} set")
+        click.echo(f"{code} set ({shown['type']}: {shown['value']!r})")
 
 
 @scenarios.command("unset-constant")

@@ -3,6 +3,9 @@
 - ``record`` and the entity's own name (``contact``, ``deal`` …), a deal's ``client`` (its
   contact or company): from :func:`marketapp.actions.templating.record_context`;
 - ``params``: the launch parameters; ``const``: the portal's constants (set by an admin);
+- ``var``: the enrollment's scenario variables (``scenario_variables.variable_view``); like
+  ``const`` they keep their types (a decimal computes and compares as a number), an empty one
+  renders as "";
 - ``user``: the launching user (``ID``, ``NAME``, ``LAST_NAME``, ``FULL_NAME``, ``EMAIL`` …);
 - ``portal``: ``domain``, ``url``, ``language``, ``timezone`` (dates are formatted in its
   language by ``|date``).
@@ -27,17 +30,26 @@ def template_context(
     constants: Mapping[str, Any],
     user: Mapping[str, Any] | None,
     portal: Mapping[str, Any],
+    variables: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The render context: ``record_ctx`` (from ``templating.record_context``) plus the rest."""
+    """The render context: ``record_ctx`` (from ``templating.record_context``) plus the rest.
+    ``constants`` and ``variables`` are typed (``constant_values``, ``variable_view``)."""
     context = dict(record_ctx)
     if "deal" in context:
         # A deal without a contact or company: ``client.NAME`` is empty, not an error.
         context.setdefault("client", {})
     context["params"] = dict(params)
-    context["const"] = dict(constants)
+    context["const"] = template_values(constants)
+    context["var"] = template_values(variables or {})
     context["user"] = user_view(user or {})
     context["portal"] = {k: v for k, v in portal.items() if k in PORTAL_FIELDS}
     return context
+
+
+def template_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed values as templates see them: empty is "" (Jinja would write "None"); the rest
+    keep their type (``{{ const.rate * 2 }}``, ``{% if var.vip %}``)."""
+    return {name: "" if value is None else value for name, value in values.items()}
 
 
 def user_view(user: Mapping[str, Any]) -> dict[str, Any]:

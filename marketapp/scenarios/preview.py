@@ -59,7 +59,7 @@ from marketapp.models import Portal
 from marketapp.models.robot_call import RobotCall, RobotCallState
 from marketapp.scenarios import scenario_variables as sv
 from marketapp.scenarios import steps as st
-from marketapp.scenarios.context import template_context
+from marketapp.scenarios.context import template_context, template_values
 from marketapp.scenarios.definition import ScenarioDefinition, requirements
 
 RECORDS_PER_REQUEST = BATCH_SIZE * PAGE_SIZE  # 2,500: 50 list commands of 50 in one batch
@@ -470,7 +470,7 @@ class Preview:
         """The record's variables, as conditions and templates (``var.x``) read them next."""
         self.variables = stored
         self.var_view = sv.variable_view(stored)
-        self.ctx.template_globals["var"] = self.var_view
+        self.ctx.template_globals["var"] = template_values(self.var_view)
 
     def _set_variable(
         self, path: str, step: st.SetVariableStep, record: dict[str, Any], entry: dict[str, Any]

@@ -185,7 +185,7 @@ def test_constants(run: Any, installed: Installed) -> None:
     run("set-constant", "company_name", "Acme", *portal, "--label", "Company")
     run("set-constant", "company_name", "Acme Ltd", *portal)
     assert json.loads(run("constants", *portal, "--json").output) == [
-        {"code": "company_name", "value": "Acme Ltd", "label": ""}
+        {"code": "company_name", "type": "string", "value": "Acme Ltd", "label": ""}
     ]
     assert "lowercase" in run("set-constant", "Bad-Code", "x", *portal, code=1).output
     assert "control" in run("set-constant", "nul", "a\x00b", *portal, code=1).output
