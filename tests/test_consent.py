@@ -156,3 +156,27 @@ def test_the_page_loads_nothing_from_elsewhere(
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["Referrer-Policy"] == "no-referrer"
     assert "Set-Cookie" not in page.headers
+
+
+def test_definitions_accept_unsubscribe_url_in_email_and_sms(app: Flask) -> None:
+    from marketapp.scenarios.definition import DefinitionError, validate_definition
+
+    def scenario(*steps: dict[str, str]) -> dict[str, object]:
+        return {
+            "schema": 1,
+            "key": "consent",
+            "name": {"en": "Sale", "ru": "Распродажа"},
+            "description": {"en": "A test.", "ru": "Тест."},
+            "entity_types": ["CONTACT"],
+            "steps": list(steps),
+        }
+
+    with app.app_context():
+        validate_definition(
+            scenario(
+                {"type": "send_sms", "text": "Stop: {{ unsubscribe_url }}"},
+                {"type": "send_email", "subject": "Hi", "body": "<a href='{{ unsubscribe_url }}'>"},
+            )
+        )
+        with pytest.raises(DefinitionError, match="unsubscribe_link"):
+            validate_definition(scenario({"type": "send_sms", "text": "{{ unsubscribe_link }}"}))
