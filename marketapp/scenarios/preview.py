@@ -61,6 +61,7 @@ from marketapp.scenarios import scenario_variables as sv
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.context import template_context, template_values
 from marketapp.scenarios.definition import ScenarioDefinition, requirements
+from marketapp.scenarios.windows import next_opening, recipient_zone, window_fields, window_for
 
 RECORDS_PER_REQUEST = BATCH_SIZE * PAGE_SIZE  # 2,500: 50 list commands of 50 in one batch
 # REST commands a queued robot call still costs: its share of the record read, its action, and
@@ -222,6 +223,8 @@ class Preview:
         self.user = dict(user or {})
         self.zone = _zone(str(portal_info.get("timezone") or ""))
         self.launched_at = launched_at.astimezone(self.zone)
+        # Messages wait for the scenario's send window, else the portal's default one.
+        self.window = window_for(defn.policies.window, ctx.channels.send_window)
         self.steps: dict[str, StepTally] = {
             path: StepTally(step.type) for path, step in st.walk(defn.steps)
         }
@@ -238,6 +241,7 @@ class Preview:
         need = requirements(self.defn)
         wanted = set(need.fields.get(entity_type, set())) | need.client_fields
         wanted |= {"ASSIGNED_BY_ID", *NAME_FIELDS.get(entity_type, ())}
+        wanted |= window_fields(self.window, entity_type)
         for path, step in st.walk(self.defn.steps):
             if step.action:
                 used = ACTIONS[step.action].fields(self.ctx, self._params_of(path, step))
@@ -384,7 +388,7 @@ class Preview:
             else:
                 if step.run == "with_previous":
                     entry["run"] = "with_previous"
-                self._act(here, step, target, record, at, entry)
+                at = self._act(here, step, target, record, at, entry)
                 continue
             if stopped:
                 return at, True
@@ -398,7 +402,8 @@ class Preview:
         record: dict[str, Any],
         at: datetime,
         entry: dict[str, Any],
-    ) -> None:
+    ) -> datetime:
+        """Preview one acting step; returns when it acts (a message waits for the window)."""
         current = Target(target.entity_type, target.entity_id, f"{path}|{target.key}", record)
         try:
             if step.action:
@@ -409,7 +414,7 @@ class Preview:
             result = refused_template(exc)
         if isinstance(result, Outcome):
             self._count(path, entry, result.status, result.reason, result.message)
-            return
+            return at
         address = result.get("to") or result.get("phone")
         if address:
             key = (path, str(address).lower())
@@ -421,11 +426,25 @@ class Preview:
                     id=first,
                 )
                 self._count(path, entry, "skipped", "duplicate", message)
-                return
+                return at
         entry.update(status="ready", **result)
         self.steps[path].ready += 1
         if "after" in result:  # the later steps see the edited record
             record.update(result["after"])
+        return self._send_at(step, record, at, entry)
+
+    def _send_at(
+        self, step: Any, record: Mapping[str, Any], at: datetime, entry: dict[str, Any]
+    ) -> datetime:
+        """When a message goes out: the next opening of the window (``send_at``), in the
+        portal's or the recipient's zone; the steps after it start from then."""
+        if self.window is None or step.type not in ("send_email", "send_sms"):
+            return at
+        country = self.ctx.channels.default_country
+        zone = recipient_zone(record, self.window, self.zone, country)
+        opens = next_opening(self.window, at, zone).astimezone(self.zone)
+        entry["send_at"] = _iso(opens)
+        return opens
 
     def _action(self, path: str, step: Any, target: Target) -> dict[str, Any] | Outcome:
         action = ACTIONS[step.action]
@@ -765,7 +784,7 @@ def _rows(result: Any) -> list[dict[str, Any]]:
 
 _SHOWN = ("to", "phone", "subject", "text", "body", "segments", "before", "after", "title",
           "description", "responsible", "deadline", "notify", "message", "until", "branch",
-          "bucket", "run", "reason")  # fmt: skip
+          "bucket", "run", "reason", "send_at")  # fmt: skip
 
 
 def report_text(report: PreviewReport, title: str) -> str:

@@ -156,11 +156,13 @@ def _first_phone(phones: Any) -> str:
     return phones.strip()[:64] if isinstance(phones, str) else ""
 
 
-def window_fields(window: SendWindow | None) -> set[str]:
-    """The record fields :func:`recipient_zone` reads (the engine adds them to its read)."""
+def window_fields(window: SendWindow | None, entity_type: str = "CONTACT") -> set[str]:
+    """The record fields :func:`recipient_zone` reads (the engine adds them to its read); a
+    deal has no phone of its own."""
     if window is None or window.zone != "recipient":
         return set()
-    return {"PHONE", *([window.zone_field] if window.zone_field else [])}
+    fields = {window.zone_field} if window.zone_field else set()
+    return fields if entity_type == "DEAL" else fields | {"PHONE"}
 
 
 def window_for(scenario: SendWindow | None, portal_default: Any) -> SendWindow | None:
