@@ -31,6 +31,7 @@ class LaunchState(enum.StrEnum):
     EXPANDING = "expanding"  # a filter target is still being read, page by page
     RUNNING = "running"
     PARKED = "parked"  # the portal is unavailable; enrollments stay due
+    SLEEPING = "sleeping"  # its scenario was deactivated, keeping enrollments where they are
     STOPPING = "stopping"  # stop asked; the in-flight batch finishes
     STOPPED = "stopped"
     DONE = "done"
@@ -44,6 +45,7 @@ class EnrollmentState(enum.StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     STOPPED = "stopped"
+    GOAL = "goal"  # met the scenario's exit goal and left it
 
 
 FINAL_STATES = (
@@ -51,6 +53,7 @@ FINAL_STATES = (
     EnrollmentState.SKIPPED,
     EnrollmentState.FAILED,
     EnrollmentState.STOPPED,
+    EnrollmentState.GOAL,
 )
 
 
@@ -95,6 +98,7 @@ class Enrollment(TenantMixin, TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("launch_id", "entity_type", "entity_id"),
         Index("ix_enrollments_due", "portal_id", "state", "next_at"),
+        Index("ix_enrollments_record", "portal_id", "entity_type", "entity_id"),  # re-entry
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

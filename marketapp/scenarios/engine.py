@@ -51,6 +51,7 @@ from marketapp.actions.sms import timeline_text
 from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.bitrix.http import shared_session
+from marketapp.caps import caps_for
 from marketapp.channel_settings import channel_settings
 from marketapp.config import get_config
 from marketapp.db import db_session
@@ -67,6 +68,7 @@ from marketapp.models import (
     ScenarioVersion,
     SmsMessage,
 )
+from marketapp.scenarios import gates
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.constants import constant_values
 from marketapp.scenarios.context import portal_view, template_context
@@ -75,6 +77,7 @@ from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.engine_steps import run_engine_step, write_lines
 from marketapp.scenarios.plan import ACTING, Plan
 from marketapp.scenarios.preview import STEP_COMMANDS, _zone, budget_for, estimate, wait_until
+from marketapp.scenarios.windows import window_fields, window_for
 
 log = logging.getLogger(__name__)
 # Records claimed at one step: one read request (2,500 records) and full batches of 50
@@ -165,10 +168,14 @@ def process_portal(portal_id: int) -> None:
 
 
 def _schedule_next_wake(session: Session, portal: Portal) -> None:
-    """Queue the job for the next wait that ends within a minute (the sweeper does the rest)."""
+    """Queue the job for the next wait (or deferred step) that ends within a minute (the
+    sweeper does the rest)."""
     soonest = session.scalar(
         select(func.min(Enrollment.next_at)).where(
-            Enrollment.portal_id == portal.id, Enrollment.state == EnrollmentState.WAITING
+            Enrollment.portal_id == portal.id,
+            Enrollment.launch_id.in_(_runnable_ids(session, portal)),
+            Enrollment.state.in_((EnrollmentState.WAITING, EnrollmentState.PENDING)),
+            Enrollment.next_at > now(),
         )
     )
     if soonest is None:
@@ -285,6 +292,7 @@ def wake(session: Session, portal: Portal, runs: dict[int, LaunchRun]) -> None:
         select(Enrollment.launch_id, Enrollment.step)
         .where(
             Enrollment.portal_id == portal.id,
+            Enrollment.launch_id.in_(_runnable_ids(session, portal)),  # not asleep
             Enrollment.state == EnrollmentState.WAITING,
             Enrollment.next_at <= t,
         )
@@ -337,6 +345,7 @@ class LaunchRun:
         )
         self.touched = False
         self._stopping = False
+        self._restarted: set[int] = set()
         self._ended = False  # a record ended: robot calls waiting for it get their answer
 
     @classmethod
@@ -416,7 +425,11 @@ class LaunchRun:
     def step(self, group: list[Enrollment]) -> None:
         path = group[0].step
         step = self.plan.steps.get(path)
-        if step is None:  # the end of the scenario (or a path the version lacks)
+        if step is not None:
+            group = self._gate(group, path, step)
+        if not group:
+            pass
+        elif step is None:  # the end of the scenario (or a path the version lacks)
             self._settle(
                 {e.id: Settled("passed", ends=EnrollmentState.DONE) for e in group}, group, path
             )
@@ -426,6 +439,69 @@ class LaunchRun:
             self._control(group, path, step)
         self.session.commit()
         self.touched = True
+
+    def _gate(self, group: list[Enrollment], path: str, step: Any) -> list[Enrollment]:
+        """The goal, the send window and the caps (:mod:`.gates`): records that met the goal
+        end, those that must wait are put back until their time, those over a cap with
+        "skip" skip the step. Returns the records that run the step now."""
+        unit = self.plan.unit(path) if step.type in ACTING else [path]
+        channels = gates.channels_of([self.plan.steps[p] for p in unit])
+        policies = self.defn.policies
+        window = window_for(policies.window, self.ctx.channels.send_window) if channels else None
+        caps = caps_for(self.ctx.channels) if channels else []
+        gate = gates.Gate(policies, window, caps, channels)
+        if gate.idle:
+            return group
+        records: dict[int, dict[str, Any]] = {}
+        if gate.reads:
+            # A record that is gone or unreadable is reported by the step itself.
+            records, _problems = self._read(group, self._gate_fields(gate))
+        context = (self.row.params, self.constants)
+        decided = gates.decide(
+            self.session, self.portal.id, gate, group, records, context, now(),
+            self.zone, self.ctx.channels.default_country,
+        )  # fmt: skip
+        results: dict[int, Settled] = {}
+        for e in group:
+            if e.id in decided.goal:
+                results[e.id] = Settled("goal", "goal", ends=EnrollmentState.GOAL)
+            elif e.id in decided.capped:
+                message = _("Over the frequency cap: the step was skipped.")
+                results[e.id] = Settled("skipped", "capped", message)
+                e.step = self.plan.after.get(unit[-1]) or ""
+        if results:
+            self._settle(results, [e for e in group if e.id in results], path)
+        for e in group:
+            if e.id in decided.later:
+                self._defer(e, *decided.later[e.id])
+        return [e for e in group if e.id not in results and e.id not in decided.later]
+
+    def _gate_fields(self, gate: gates.Gate) -> set[str] | None:
+        fields = window_fields(gate.window, self.row.entity_type)
+        if gate.policies.goal is not None:
+            wanted = _rule_fields(gate.policies.goal)
+            if wanted is None:
+                return None
+            fields |= wanted
+        return fields
+
+    def _read(
+        self, group: list[Enrollment], fields: set[str] | None
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, Outcome]]:
+        targets = {e.id: Target(e.entity_type, e.entity_id, str(e.id)) for e in group}
+        problems = load_records(self.ctx.client, list(targets.values()), fields)
+        records = {i: t.record or {} for i, t in targets.items() if t.record is not None}
+        return records, {int(k): p for k, p in problems.items()}
+
+    def _defer(self, e: Enrollment, until: datetime, why: str) -> None:
+        """Back in the queue until ``until`` (no counter moves: the record is still due)."""
+        e.state = EnrollmentState.PENDING
+        e.next_at = until.astimezone(UTC)
+        e.lease_until = None
+        e.message = why
+        event = self._event(e, e.step, Settled("deferred", "", why))
+        event["message"] = f"{why} {until.isoformat(timespec='minutes')}"
+        self.session.execute(insert(LaunchEvent), [event])
 
     def _act(self, group: list[Enrollment], path: str) -> None:
         unit = self.plan.unit(path)
@@ -531,10 +607,7 @@ class LaunchRun:
         )
         if not needs_read:
             return {}, {}
-        targets = {e.id: Target(e.entity_type, e.entity_id, str(e.id)) for e in group}
-        problems = load_records(self.ctx.client, list(targets.values()), _rule_fields(step))
-        records = {i: t.record or {} for i, t in targets.items() if t.record is not None}
-        return records, {int(k): p for k, p in problems.items()}
+        return self._read(group, _rule_fields(step))
 
     def _wait(self, e: Enrollment, step: st.WaitStep, record: dict[str, Any]) -> Settled:
         t = now()
@@ -557,7 +630,7 @@ class LaunchRun:
         unit: list[str],
         results: dict[int, list[tuple[str, Settled]]],
     ) -> None:
-        self._refresh_state()
+        self._refresh_state(group)
         deltas: Deltas = Counter()
         events: list[dict[str, Any]] = []
         for e in group:
@@ -577,16 +650,17 @@ class LaunchRun:
     def _settle(self, results: dict[int, Settled], group: list[Enrollment], path: str) -> None:
         """Settle a group at one step; a record that goes on has its next ``step`` set (a
         branch's first step, the step after a passed wait) or continues after ``path``."""
-        self._refresh_state()
+        self._refresh_state(group)
         deltas: Deltas = Counter()
         events: list[dict[str, Any]] = []
         for e in group:
             settled = results[e.id]
+            self._note(e, settled)
             deltas.update(_step_deltas(path, settled))
             events.append(self._event(e, path, settled))
             if settled.ends is not None:
                 self._end(e, settled, deltas)
-            elif settled.kind == "waiting" and not self._stopping:
+            elif settled.kind == "waiting" and not (self._stopping or e.id in self._restarted):
                 e.lease_until = None
                 e.tries = 0
                 deltas[("", "waiting")] += 1
@@ -597,14 +671,21 @@ class LaunchRun:
                 self._advance(e, e.step if e.step != path else self.plan.after.get(path), deltas)
         self._write(deltas, events)
 
-    def _refresh_state(self) -> None:
-        """The launch's state now (a stop may have come from another process meanwhile)."""
+    def _refresh_state(self, group: list[Enrollment]) -> None:
+        """The launch's state now (a stop may have come from another process meanwhile), and
+        the records of the group that entered again meanwhile under the ``restart`` rule."""
         self.session.refresh(self.row, ["state"])
         self._stopping = self.row.state in (LaunchState.STOPPING, LaunchState.STOPPED)
+        ids = [e.id for e in group]
+        query = select(Enrollment.id).where(
+            Enrollment.id.in_(ids), Enrollment.reason == "restarted"
+        )
+        self._restarted = set(self.session.scalars(query))
 
     def _advance(self, e: Enrollment, following: str | None, deltas: Deltas) -> None:
-        if self._stopping:
-            self._end(e, Settled("stopped", "stopped", ends=EnrollmentState.STOPPED), deltas)
+        if self._stopping or e.id in self._restarted:
+            reason = "restarted" if e.id in self._restarted else "stopped"
+            self._end(e, Settled("stopped", reason, ends=EnrollmentState.STOPPED), deltas)
             return
         if not following:
             self._end(e, Settled("passed", ends=EnrollmentState.DONE), deltas)
@@ -633,6 +714,8 @@ class LaunchRun:
             deltas[("", "done")] += 1
         elif state is EnrollmentState.STOPPED:
             deltas[("", "stopped")] += 1
+        elif state is EnrollmentState.GOAL:
+            deltas[("", "goal")] += 1
         else:
             deltas[("", f"{state.value}:{e.reason}")] += 1
 
@@ -751,6 +834,8 @@ def _step_deltas(path: str, settled: Settled) -> Deltas:
         deltas[(path, "done")] += 1
     elif settled.kind == "waiting":
         deltas[(path, "waiting")] += 1
+    elif settled.kind == "goal":
+        deltas[(path, "goal")] += 1
     elif settled.kind in ("skipped", "failed", "stopped"):
         deltas[(path, f"{settled.kind}:{settled.reason}")] += 1
     return deltas

@@ -43,7 +43,7 @@ from marketapp.models import (
     Scenario,
     ScenarioVersion,
 )
-from marketapp.scenarios import engine
+from marketapp.scenarios import engine, reentry
 from marketapp.scenarios.counters import (
     Deltas,
     bump,
@@ -97,6 +97,9 @@ def launch(
     existing = find_by_key(session, portal, key)
     if existing is not None:
         return existing
+    scenario = session.get(Scenario, version.scenario_id)
+    if scenario is None or not scenario.active:
+        raise LaunchError(_("The scenario is inactive: activate it to launch it."))
     defn = ScenarioDefinition.model_validate(version.definition)
     if targets.entity_type not in defn.entity_types:
         raise LaunchError(
@@ -149,9 +152,14 @@ def find_by_key(session: Session, portal: Portal, key: str) -> Launch | None:
 
 
 def add_enrollments(session: Session, row: Launch, ids: list[int]) -> int:
-    """Insert one pending enrollment per id in bulk (no commit); count them as entered."""
+    """Insert one pending enrollment per id in bulk (no commit); count them as entered. The
+    scenario's re-entry rule may refuse some: they are written ``skipped`` with its reason."""
     if not ids:
         return 0
+    version = session.get(ScenarioVersion, row.version_id)
+    assert version is not None
+    rule = ScenarioDefinition.model_validate(version.definition).policies.reentry
+    refusals = reentry.refused(session, row, rule, ids)
     now = datetime.now(UTC)
     base = {
         "portal_id": row.portal_id,
@@ -168,11 +176,20 @@ def add_enrollments(session: Session, row: Launch, ids: list[int]) -> int:
         "created_at": now,
         "updated_at": now,
     }
+    skipped = {"state": EnrollmentState.SKIPPED, "step": ""}
     for n in range(0, len(ids), _INSERT_CHUNK):
         chunk = ids[n : n + _INSERT_CHUNK]
-        session.execute(insert(Enrollment), [{**base, "entity_id": i} for i in chunk])
+        rows: list[dict[str, Any]] = []
+        for i in chunk:
+            reason = refusals.get(i)
+            rows.append({**base, "entity_id": i})
+            if reason:
+                rows[-1].update(skipped, reason=reason, message=reentry.message(reason))
+        session.execute(insert(Enrollment), rows)
     row.total += len(ids)
-    bump(session, row, Counter({("", "entered"): len(ids)}))
+    deltas: Deltas = Counter({("", "entered"): len(ids)})
+    deltas.update(Counter(("", f"skipped:{reason}") for reason in refusals.values()))
+    bump(session, row, deltas)
     return len(ids)
 
 
@@ -233,9 +250,12 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
 # -- stop ---------------------------------------------------------------------------------------
 
 
-def stop(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
-    """Cancel what has not started (pending and waiting enrollments become ``stopped``); the
-    batch in flight finishes (its records end ``stopped`` after it). One commit."""
+def stop(
+    session: Session, portal: Portal, launch_id: int, reason: str = "stopped"
+) -> dict[str, Any]:
+    """Cancel what has not started (pending and waiting enrollments become ``stopped``, with
+    ``reason``); the batch in flight finishes (its records end ``stopped`` after it). One
+    commit."""
     row = get_launch(session, portal, launch_id)
     if row.state in (LaunchState.DONE, LaunchState.STOPPED):
         return {"id": row.id, "state": row.state.value, "stopped": 0, "in_flight": 0}
@@ -245,7 +265,7 @@ def stop(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
         steps = session.scalars(
             update(Enrollment)
             .where(Enrollment.launch_id == row.id, Enrollment.state == state)
-            .values(state=EnrollmentState.STOPPED, reason="stopped", lease_until=None)
+            .values(state=EnrollmentState.STOPPED, reason=reason, lease_until=None)
             .returning(Enrollment.step)
             .execution_options(synchronize_session=False)
         ).all()
@@ -312,7 +332,7 @@ def expand_launch(launch_id: int) -> None:
     row.user_token = None
     if row.state is LaunchState.EXPANDING:  # not stopped meanwhile
         row.state = LaunchState.RUNNING
-        if _active(session, row.id):
+        if active_count(session, row.id):
             enqueue(engine.process_portal, portal.id, session=session)
         else:  # nothing readable (or an empty filter): done at once
             row.state = LaunchState.DONE
@@ -320,7 +340,7 @@ def expand_launch(launch_id: int) -> None:
     session.commit()
 
 
-def _active(session: Session, launch_id: int) -> int:
+def active_count(session: Session, launch_id: int) -> int:
     query = select(func.count()).where(
         Enrollment.launch_id == launch_id, Enrollment.state.in_(ACTIVE)
     )
