@@ -50,8 +50,9 @@ ROOTS: Final = ("record", "params", "const", "var")
 # Enough digits for any product of two bounded numbers; a result over the bound is refused.
 _MATH = Context(prec=40, rounding=ROUND_HALF_UP)
 _QUANTUM = Decimal(1).scaleb(-PLACES)
-_PLAIN_NUMBER = re.compile(r"^[+-]?\d{1,30}(?:\.\d{1,30})?$")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# ASCII digits only: ``\d`` and ``str.isdigit`` take other scripts' digits too.
+_PLAIN_NUMBER = re.compile(r"^[+-]?[0-9]{1,30}(?:\.[0-9]{1,30})?$")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RUN = re.compile(r"[\w.]+")
 _OPERATORS = ("<=", ">=", "!=", "<>", "+", "-", "*", "/", "%", "&", "=", "<", ">", "(", ")", ",")
@@ -98,7 +99,7 @@ def tokenize(source: str) -> list[Token]:
         char = source[i]
         if char.isspace():
             i += 1
-        elif char.isdigit():
+        elif "0" <= char <= "9":
             tokens.append(_number_token(source, i))
             i += len(tokens[-1].text)
         elif char in "\"'":
