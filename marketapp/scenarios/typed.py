@@ -78,17 +78,20 @@ def _date(value: Any) -> date:
 
 
 def to_json(value: Any) -> Any:
-    """A typed value as JSON keeps it: a decimal as its exact text (``"12.5"``), a date as ISO
+    """A typed value as JSON keeps it: a decimal as its exact text (``"12.50"``), a date as ISO
     text, the rest as they are."""
     if isinstance(value, Decimal):
-        return ex.text_of(value)
+        return format(value, "f")
     if isinstance(value, date):
         return value.isoformat()
     return value
 
 
 def to_text(value: Any) -> str:
-    """A typed value as one line of text: ``12.5``, ``true``, ``2026-03-08``, "" for empty."""
+    """A typed value as one line of text: ``12.50`` (its scale kept), ``true``, ``2026-03-08``,
+    "" for empty."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
     return ex.text_of(value)
 
 
