@@ -342,6 +342,71 @@ def unset_constant_command(code: str, member_id: str, as_json: bool) -> None:
         click.echo(f"{code} deleted" if deleted else f"no constant {code}")
 
 
+@scenarios.command("test")
+@portal_option
+@click.option("--key", required=True, help="the scenario's key")
+@click.option("--version", "number", type=int, default=None, help="default: the current one")
+@click.option("--entity", "entity_type", required=True, help="CONTACT, COMPANY, DEAL or LEAD")
+@click.option("--id", "entity_id", type=int, required=True, help="the record to test on")
+@click.option("--mode", type=click.Choice(["dry", "redirect"]), default="dry", show_default=True)
+@click.option("--email", "test_email", default="", help="redirect: the test e-mail address")
+@click.option("--phone", "test_phone", default="", help="redirect: the test phone number")
+@click.option("--param", "raw_params", multiple=True, help="a launch value, KEY=VALUE")
+@json_option
+def test_command(
+    member_id: str,
+    key: str,
+    number: int | None,
+    entity_type: str,
+    entity_id: int,
+    mode: str,
+    test_email: str,
+    test_phone: str,
+    raw_params: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run a scenario on one record now, step by step (waits fast-forwarded), and print the
+    test log: dry (no side effect) or redirect (e-mail and SMS to the test address and number)."""
+    from marketapp.scenarios import versions
+    from marketapp.scenarios.testmode import TestModeError, run_test
+
+    params: dict[str, str] = {}
+    for item in raw_params:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        params[name.strip()] = value
+    with _portal_session(member_id, as_json) as (session, portal):
+        version = versions.get_version(session, portal, key, number)
+        try:
+            run = run_test(
+                session,
+                portal,
+                version,
+                entity_type,
+                entity_id,
+                mode=mode,
+                test_email=test_email,
+                test_phone=test_phone,
+                params=params,
+            )
+        except TestModeError as exc:
+            raise click.ClickException(str(exc)) from None
+        doc: dict[str, Any] = {
+            "id": run.id,
+            "mode": run.mode,
+            "outcome": run.outcome,
+            "log": run.log,
+        }
+    if as_json:
+        _print_json(doc)
+        return
+    for entry in doc["log"]:
+        where = f"{entry['step']} {entry['type']}".strip() or "-"
+        click.echo(f"{entry['at'][:16]}  {where}  {entry['kind']}  {entry['message']}")
+    click.echo(f"test run {doc['id']} ({doc['mode']}): {doc['outcome']}")
+
+
 # --- helpers ----------------------------------------------------------------------------
 
 
