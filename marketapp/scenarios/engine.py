@@ -474,6 +474,8 @@ class LaunchRun:
         for e in group:
             if e.id in decided.later:
                 self._defer(e, *decided.later[e.id])
+        # Settled before the step's requests: the limiter's own writes must not wait on ours.
+        self.session.commit()
         return [e for e in group if e.id not in results and e.id not in decided.later]
 
     def _gate_fields(self, gate: gates.Gate) -> set[str] | None:
@@ -541,7 +543,7 @@ class LaunchRun:
             requests = [
                 Request(keys[e.id], step.action, e.entity_type, e.entity_id, params) for e in group
             ]
-            outcomes = run_requests(self.ctx, requests)
+            outcomes = run_requests(self.ctx, requests, at=now())
             return {e.id: outcomes[keys[e.id]] for e in group}
         records = {e.id: Target(e.entity_type, e.entity_id, keys[e.id]) for e in group}
         fields = template_fields(*(getattr(step, f) for f in step.template_fields))

@@ -226,12 +226,14 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
     )
     scenario = session.get(Scenario, row.scenario_id)
     version = session.get(ScenarioVersion, row.version_id)
+    whole_scenario = shaped(scenario_counters(session, portal.id, row.scenario_id))
     return {
         "id": row.id,
         "scenario": scenario.key if scenario else "",
         "version": version.number if version else None,
         "state": row.state.value,
         "reason": row.reason,
+        "source": row.source,
         "entity_type": row.entity_type,
         "user_id": row.user_id,
         "created_at": row.created_at.isoformat(),
@@ -243,8 +245,15 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
         "steps": {path: shaped(values) for path, values in sorted(counters.items())},
         "eta": row.eta or {},
         # Every launch of the scenario, summed from their counter rows.
-        "scenario_counters": shaped(scenario_counters(session, portal.id, row.scenario_id)),
+        "scenario_counters": whole_scenario,
+        "conversion": conversion(whole_scenario),
     }
+
+
+def conversion(counters: Mapping[str, Any]) -> float:
+    """The share of the records that entered and reached the exit goal."""
+    entered = int(counters.get("entered") or 0)
+    return round(int(counters.get("goal") or 0) / entered, 4) if entered else 0.0
 
 
 # -- stop ---------------------------------------------------------------------------------------

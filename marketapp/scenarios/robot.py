@@ -307,6 +307,7 @@ def _launch(
         token,
         f"robot:{first.id}:{key[:16]}",
         user=user,
+        source="robot",
     )
 
 
