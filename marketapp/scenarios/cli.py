@@ -111,6 +111,47 @@ def show_command(key: str, member_id: str, number: int | None, as_json: bool) ->
     click.echo(json.dumps(shown.definition, ensure_ascii=False, indent=2))
 
 
+@scenarios.command("deactivate")
+@click.argument("key")
+@portal_option
+@click.option(
+    "--enrollments",
+    type=click.Choice(["keep", "drop"]),
+    required=True,
+    help="keep: the records in it sleep until reactivation; drop: they are stopped",
+)
+@json_option
+def deactivate_command(key: str, member_id: str, enrollments: str, as_json: bool) -> None:
+    """Turn a scenario off; its running launches sleep or stop."""
+    from marketapp.scenarios import activation, versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        scenario = versions.get_scenario(session, portal, key)
+        doc = activation.deactivate(
+            session, portal, scenario, "keep" if enrollments == "keep" else "drop"
+        )
+    if as_json:
+        _print_json(doc)
+    else:
+        click.echo(f"{key}: inactive; sleeping {doc['sleeping']}, dropped {doc['dropped']}")
+
+
+@scenarios.command("activate")
+@click.argument("key")
+@portal_option
+@json_option
+def activate_command(key: str, member_id: str, as_json: bool) -> None:
+    """Turn a scenario on; its sleeping launches run again."""
+    from marketapp.scenarios import activation, versions
+
+    with _portal_session(member_id, as_json) as (session, portal):
+        doc = activation.activate(session, portal, versions.get_scenario(session, portal, key))
+    if as_json:
+        _print_json(doc)
+    else:
+        click.echo(f"{key}: active; woken {doc['woken']}")
+
+
 @scenarios.command("diff")
 @click.argument("key")
 @click.argument("a", type=int)
