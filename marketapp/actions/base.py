@@ -143,6 +143,8 @@ class ActionContext:
     # Whether an action writes its own line to the timeline (a robot's SMS, an SMTP e-mail);
     # the scenario engine writes one line per step itself, naming the scenario.
     own_lines: bool = True
+    # Per record (by target key), what its templates see besides (a scenario's ``var``).
+    record_globals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:
@@ -152,7 +154,7 @@ def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:
         return context
     if target.entity_type == "DEAL":
         context.setdefault("client", {})  # a deal without a client renders client.X empty
-    return {**ctx.template_globals, **context}
+    return {**ctx.template_globals, **ctx.record_globals.get(target.key, {}), **context}
 
 
 class Draft(Protocol):

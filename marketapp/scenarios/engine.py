@@ -71,12 +71,14 @@ from marketapp.models import (
 from marketapp.scenarios import gates
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.constants import constant_values
-from marketapp.scenarios.context import portal_view, template_context
+from marketapp.scenarios.context import portal_view, template_context, template_values
 from marketapp.scenarios.counters import Deltas, bump
 from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.engine_steps import run_engine_step, write_lines
+from marketapp.scenarios.expressions import parse
 from marketapp.scenarios.plan import ACTING, Plan
 from marketapp.scenarios.preview import STEP_COMMANDS, _zone, budget_for, estimate, wait_until
+from marketapp.scenarios.scenario_variables import EXPRESSION_ERROR, evaluate_step, variable_view
 from marketapp.scenarios.windows import window_fields, window_for
 
 log = logging.getLogger(__name__)
@@ -457,8 +459,9 @@ class LaunchRun:
             # A record that is gone or unreadable is reported by the step itself.
             records, _problems = self._read(group, self._gate_fields(gate))
         context = (self.row.params, self.constants)
+        variables = {e.id: variable_view(e.variables or {}) for e in group}
         decided = gates.decide(
-            self.session, self.portal.id, gate, group, records, context, now(),
+            self.session, self.portal.id, gate, group, records, context, variables, now(),
             self.zone, self.ctx.channels.default_country,
         )  # fmt: skip
         results: dict[int, Settled] = {}
@@ -507,6 +510,14 @@ class LaunchRun:
 
     def _act(self, group: list[Enrollment], path: str) -> None:
         unit = self.plan.unit(path)
+        if self.defn.variables:  # each record's templates see its own ``var``
+            self.ctx.record_globals = {
+                ledger_key(self.row.id, e.id, here): {
+                    "var": template_values(variable_view(e.variables or {}))
+                }
+                for e in group
+                for here in unit
+            }
         by_step: dict[str, dict[int, Outcome]] = {}
         targets = {e.id: Target(e.entity_type, e.entity_id, "") for e in group}
         for here in unit:
@@ -579,10 +590,15 @@ class LaunchRun:
                 results[e.id] = _settled(problem, "")
                 continue
             record = records.get(e.id) or {}
+            variables = variable_view(e.variables or {})
             if isinstance(step, st.WaitStep):
                 results[e.id] = self._wait(e, step, record)
+            elif isinstance(step, st.SetVariableStep):
+                results[e.id] = self._set_variable(e, step, record)
             elif isinstance(step, st.ConditionStep):
-                yes = st.holds(step.match, step.rules, record, self.row.params, self.constants)
+                yes = st.holds(
+                    step.match, step.rules, record, self.row.params, self.constants, variables
+                )
                 branch = "yes" if yes else "no"
                 e.branches = {**e.branches, path: branch}
                 e.step = (
@@ -600,10 +616,24 @@ class LaunchRun:
                 results[e.id] = Settled("branch", chosen.name)
         self._settle(results, group, path)
 
+    def _set_variable(
+        self, e: Enrollment, step: st.SetVariableStep, record: dict[str, Any]
+    ) -> Settled:
+        stored = e.variables or {}
+        new, error = evaluate_step(step, record, self.row.params, self.constants, stored)
+        if new is None:
+            return Settled("skipped", EXPRESSION_ERROR, error or "", ends=EnrollmentState.SKIPPED)
+        e.variables = new
+        return Settled("passed", message=f"{step.name} = {new[step.name].get('value')}")
+
     def _fresh(
         self, group: list[Enrollment], step: Any
     ) -> tuple[dict[int, dict[str, Any]], dict[int, Outcome]]:
-        """The records read now (conditions and date waits); splits and timed waits read none."""
+        """The records read now (conditions, date waits, set-variable steps that read the
+        record); splits and timed waits read none."""
+        if isinstance(step, st.SetVariableStep):
+            fields = {r.name for r in parse(step.expression).refs if r.root == "record"}
+            return self._read(group, fields) if fields else ({}, {})
         needs_read = isinstance(step, st.ConditionStep) or (
             isinstance(step, st.WaitStep) and step.mode == "field"
         )

@@ -66,12 +66,14 @@ def decide(
     group: list[Enrollment],
     records: Mapping[int, Mapping[str, Any]],
     context: tuple[Mapping[str, Any], Mapping[str, Any]],
+    variables: Mapping[int, Mapping[str, Any]],
     at: datetime,
     zone: tzinfo,
     default_country: str,
 ) -> Decisions:
     """Decide for each enrollment of ``group`` (``records`` by enrollment id, when read;
-    ``context``: the launch's params and the portal's constants, for the goal's rules)."""
+    ``context``: the launch's params and the portal's constants, ``variables`` each
+    enrollment's, for the goal's rules)."""
     out = Decisions()
     goal = gate.policies.goal
     if goal is not None:
@@ -80,7 +82,9 @@ def decide(
             e.id
             for e in group
             if e.id in records
-            and st.holds(goal.match, goal.rules, records[e.id], params, constants)
+            and st.holds(
+                goal.match, goal.rules, records[e.id], params, constants, variables.get(e.id)
+            )
         }
     rest = [e for e in group if e.id not in out.goal]
     zones: dict[int, tzinfo] = {}

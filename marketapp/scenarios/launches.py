@@ -59,6 +59,7 @@ from marketapp.scenarios.preview import (
     check_filter,
     list_pages,
 )
+from marketapp.scenarios.scenario_variables import initial_variables
 
 log = logging.getLogger(__name__)
 ACTIVE = (EnrollmentState.PENDING, EnrollmentState.RUNNING, EnrollmentState.WAITING)
@@ -158,8 +159,8 @@ def add_enrollments(session: Session, row: Launch, ids: list[int]) -> int:
         return 0
     version = session.get(ScenarioVersion, row.version_id)
     assert version is not None
-    rule = ScenarioDefinition.model_validate(version.definition).policies.reentry
-    refusals = reentry.refused(session, row, rule, ids)
+    defn = ScenarioDefinition.model_validate(version.definition)
+    refusals = reentry.refused(session, row, defn.policies.reentry, ids)
     now = datetime.now(UTC)
     base = {
         "portal_id": row.portal_id,
@@ -173,6 +174,7 @@ def add_enrollments(session: Session, row: Launch, ids: list[int]) -> int:
         "reason": "",
         "message": "",
         "branches": {},
+        "variables": initial_variables(defn),
         "created_at": now,
         "updated_at": now,
     }

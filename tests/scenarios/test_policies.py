@@ -334,3 +334,41 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     monkeypatch.setattr(engine, "now", fake)
     monkeypatch.setattr(engine, "WAKE_AHEAD", 0.0)
     return fake
+
+
+# -- variables ----------------------------------------------------------------------------------
+
+
+def test_set_variable_feeds_conditions_and_templates_and_errors_skip(
+    seeded: Installed, clock: Clock
+) -> None:
+    total = {"type": "set_variable", "name": "total", "expression": "round(10 * 3 / 4, 1) + 0"}
+    check = {
+        "type": "condition",
+        "rules": [{"left": {"var": "total"}, "op": "gt", "right": {"value": 5}}],
+        "yes": [
+            {"type": "timeline_comment", "text": "Total {{ var.total }} for {{ contact.NAME }}"}
+        ],
+        "no": [],
+    }
+    defn = with_policies(total, check, key="variables")
+    defn["variables"] = [{"name": "total", "type": "decimal", "default": 0}]
+    ids = sorted(all_ids(seeded))[:2]
+    launch_id = by_launch(seeded, defn, ids)
+    settle(seeded)
+    assert states(seeded, launch_id) == {"done": 2}
+    texts = [
+        str(c["COMMENT"])
+        for i in ids
+        for c in seeded.portal(f"/timeline?entity=contact&id={i}")["comments"]
+        if "Total" in str(c.get("COMMENT"))
+    ]
+    assert len(texts) == 2 and all("Total 7.5 for" in t for t in texts), texts
+
+    broken = with_policies(
+        {"type": "set_variable", "name": "total", "expression": "record.ID / 0"}, check, key="div"
+    )
+    broken["variables"] = [{"name": "total", "type": "decimal", "default": 0}]
+    failed = by_launch(seeded, broken, ids)
+    settle(seeded)
+    assert states(seeded, failed) == {"skipped:expression_error": 2}
