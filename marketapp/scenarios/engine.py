@@ -77,6 +77,7 @@ from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.engine_steps import run_engine_step, write_lines
 from marketapp.scenarios.expressions import parse
 from marketapp.scenarios.plan import ACTING, Plan
+from marketapp.scenarios.policies import rule_fields
 from marketapp.scenarios.preview import STEP_COMMANDS, _zone, budget_for, estimate, wait_until
 from marketapp.scenarios.scenario_variables import EXPRESSION_ERROR, evaluate_step, variable_view
 from marketapp.scenarios.windows import window_fields, window_for
@@ -481,13 +482,10 @@ class LaunchRun:
         self.session.commit()
         return [e for e in group if e.id not in results and e.id not in decided.later]
 
-    def _gate_fields(self, gate: gates.Gate) -> set[str] | None:
+    def _gate_fields(self, gate: gates.Gate) -> set[str]:
         fields = window_fields(gate.window, self.row.entity_type)
         if gate.policies.goal is not None:
-            wanted = _rule_fields(gate.policies.goal)
-            if wanted is None:
-                return None
-            fields |= wanted
+            fields |= rule_fields(gate.policies.goal.rules)
         return fields
 
     def _read(
@@ -873,22 +871,10 @@ def _step_deltas(path: str, settled: Settled) -> Deltas:
     return deltas
 
 
-def _rule_fields(step: Any) -> set[str] | None:
+def _rule_fields(step: Any) -> set[str]:
     if isinstance(step, st.WaitStep):
         return {step.field} if step.field else set()
-    fields: set[str] = set()
-
-    def visit(rules: list[Any]) -> None:
-        for rule in rules:
-            if isinstance(rule, st.Group):
-                visit(rule.rules)
-                continue
-            for operand in (rule.left, rule.right):
-                if operand is not None and operand.field:
-                    fields.add(operand.field)
-
-    visit(step.rules)
-    return fields
+    return rule_fields(step.rules)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -52,3 +52,16 @@ class Policies(BaseModel):
     capped: Literal["defer", "skip"] = "defer"
     # Transactional messages (a receipt, a reminder of a payment) bypass caps, never consent.
     transactional: bool = False
+
+
+def rule_fields(rules: list[st.Rule]) -> set[str]:
+    """The record fields a list of condition rules reads (groups nest)."""
+    fields: set[str] = set()
+    for rule in rules:
+        if isinstance(rule, st.Group):
+            fields |= rule_fields(rule.rules)
+            continue
+        for operand in (rule.left, rule.right):
+            if operand is not None and operand.field:
+                fields.add(operand.field)
+    return fields

@@ -55,12 +55,14 @@ from marketapp.actions.templating import TemplateProblem
 from marketapp.bitrix.client import BATCH_SIZE, PAGE_SIZE
 from marketapp.bitrix.errors import AccessDenied, BitrixError
 from marketapp.bitrix.limiter import Bucket
-from marketapp.models import Portal
+from marketapp.models import Portal, Scenario
 from marketapp.models.robot_call import RobotCall, RobotCallState
+from marketapp.scenarios import reentry
 from marketapp.scenarios import scenario_variables as sv
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.context import template_context, template_values
 from marketapp.scenarios.definition import ScenarioDefinition, requirements
+from marketapp.scenarios.policies import rule_fields
 from marketapp.scenarios.windows import next_opening, recipient_zone, window_fields, window_for
 
 RECORDS_PER_REQUEST = BATCH_SIZE * PAGE_SIZE  # 2,500: 50 list commands of 50 in one batch
@@ -242,6 +244,8 @@ class Preview:
         wanted = set(need.fields.get(entity_type, set())) | need.client_fields
         wanted |= {"ASSIGNED_BY_ID", *NAME_FIELDS.get(entity_type, ())}
         wanted |= window_fields(self.window, entity_type)
+        if self.defn.policies.goal is not None:
+            wanted |= rule_fields(self.defn.policies.goal.rules)
         for path, step in st.walk(self.defn.steps):
             if step.action:
                 used = ACTIONS[step.action].fields(self.ctx, self._params_of(path, step))
@@ -273,9 +277,28 @@ class Preview:
                 if batch_total is None:
                     return
                 batch, total = batch_total
-                records = [self._record(target, problem) for target, problem in batch]
+                refused = self._refusals(selection.entity_type, [t for t, _p in batch])
+                records = [
+                    self._record(target, problem or self._refused(refused, target))
+                    for target, problem in batch
+                ]
             done += len(records)
             yield PreviewChunk(records, done, total)
+
+    def _refusals(self, entity_type: str, targets: list[Target]) -> dict[int, str]:
+        """The records the scenario's re-entry rule would refuse now (by its saved key)."""
+        scenario_id = self.ctx.session.scalar(
+            select(Scenario.id).where(
+                Scenario.portal_id == self.ctx.portal.id, Scenario.key == self.defn.key
+            )
+        )
+        if scenario_id is None:
+            return {}
+        ids = [t.entity_id for t in targets]
+        rule = self.defn.policies.reentry
+        return reentry.check(
+            self.ctx.session, self.ctx.portal.id, scenario_id, entity_type, rule, ids
+        )[0]
 
     def _by_id(
         self, selection: Selection, fields: set[str] | None
@@ -315,6 +338,10 @@ class Preview:
 
     # one record
 
+    def _refused(self, refused: Mapping[int, str], target: Target) -> Outcome | None:
+        reason = refused.get(target.entity_id)
+        return Outcome("skipped", reason, reentry.message(reason)) if reason else None
+
     def _record(self, target: Target, problem: Outcome | None) -> dict[str, Any]:
         self.records += 1
         entry: dict[str, Any] = {"entity_type": target.entity_type, "id": target.entity_id}
@@ -324,6 +351,14 @@ class Preview:
             return entry
         record = dict(target.record or {})
         entry["name"] = _title(target.entity_type, record)
+        goal = self.defn.policies.goal
+        if goal is not None and st.holds(
+            goal.match, goal.rules, record, self.params, self.constants
+        ):
+            self.record_skips["goal"] += 1  # it would leave before the first step
+            message = _("The record already meets the goal: it would leave at once.")
+            entry.update(status="skipped", reason="goal", message=message)
+            return entry
         entry["status"] = "previewed"
         out: list[dict[str, Any]] = []
         self._set_variables(sv.initial_variables(self.defn))

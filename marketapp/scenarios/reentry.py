@@ -32,17 +32,34 @@ _CHUNK = 2_000
 def refused(session: Session, row: Launch, rule: str, ids: list[int]) -> dict[int, str]:
     """The records that may not enter ``row`` under ``rule``: id → skip reason. With
     ``restart`` their earlier pending or waiting entries are stopped here (no commit)."""
-    if rule == "always":
-        return {}
-    earlier = _earlier(session, row, ids)
-    if rule == "never":
-        return dict.fromkeys(earlier, "reentry_never")
-    active = {i for i, states in earlier.items() if states & set(ACTIVE)}
-    if rule == "while_active":
-        return dict.fromkeys(active, "reentry_active")
-    if active:
+    refusals, active = check(
+        session, row.portal_id, row.scenario_id, row.entity_type, rule, ids, row.id
+    )
+    if rule == "restart" and active:
         restart(session, row, sorted(active))
-    return {}
+    return refusals
+
+
+def check(
+    session: Session,
+    portal_id: int,
+    scenario_id: int,
+    entity_type: str,
+    rule: str,
+    ids: list[int],
+    launch_id: int | None = None,
+) -> tuple[dict[int, str], set[int]]:
+    """(the records ``rule`` refuses: id → reason, the records still in the scenario), with no
+    side effect (preview asks it too); ``launch_id`` is the entry's own launch."""
+    if rule == "always":
+        return {}, set()
+    earlier = _earlier(session, portal_id, scenario_id, entity_type, ids, launch_id)
+    active = {i for i, states in earlier.items() if states & set(ACTIVE)}
+    if rule == "never":
+        return dict.fromkeys(earlier, "reentry_never"), active
+    if rule == "while_active":
+        return dict.fromkeys(active, "reentry_active"), active
+    return {}, active
 
 
 def message(reason: str) -> str:
@@ -51,20 +68,27 @@ def message(reason: str) -> str:
     return str(_("The record is still in this scenario; it cannot enter it twice at a time."))
 
 
-def _earlier(session: Session, row: Launch, ids: list[int]) -> dict[int, set[EnrollmentState]]:
-    """The states of each record's entries in the scenario's other launches."""
+def _earlier(
+    session: Session,
+    portal_id: int,
+    scenario_id: int,
+    entity_type: str,
+    ids: list[int],
+    launch_id: int | None,
+) -> dict[int, set[EnrollmentState]]:
+    """The states of each record's entries in the scenario's launches (but ``launch_id``)."""
     found: dict[int, set[EnrollmentState]] = defaultdict(set)
     for n in range(0, len(ids), _CHUNK):
         query = (
             select(Enrollment.entity_id, Enrollment.state)
             .join(Launch, Launch.id == Enrollment.launch_id)
             .where(
-                Enrollment.portal_id == row.portal_id,
-                Enrollment.entity_type == row.entity_type,
+                Enrollment.portal_id == portal_id,
+                Enrollment.entity_type == entity_type,
                 Enrollment.entity_id.in_(ids[n : n + _CHUNK]),
-                Enrollment.launch_id != row.id,
+                Enrollment.launch_id != (launch_id or 0),
                 Enrollment.reason.not_in(SKIP_REASONS),
-                Launch.scenario_id == row.scenario_id,
+                Launch.scenario_id == scenario_id,
             )
         )
         for entity_id, state in session.execute(query):

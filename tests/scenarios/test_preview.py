@@ -314,3 +314,37 @@ def test_100000_contacts_by_filter(portal: PreviewPortal) -> None:
     assert report.totals["previewed"] == 100_000
     assert sms["skipped"]["opted_out"] == stats["opted_out_sms"]
     assert sms["ready"] + sms["skipped"].get("duplicate", 0) == stats["sms"]["sendable"]
+
+
+def test_preview_shows_reentry_refusals_and_records_that_already_meet_the_goal(
+    portal: PreviewPortal,
+) -> None:
+    import requests
+    from sqlalchemy import select
+
+    from marketapp.db import db_session
+    from marketapp.models import Portal
+    from marketapp.scenarios import versions
+    from marketapp.scenarios.launches import launch
+
+    portal.seed(contacts=6)
+    contacts = requests.get(f"{portal.server.url}/_emulator/portals/{portal.member_id}/crm/contact")
+    ids = sorted(int(c["ID"]) for c in contacts.json())[:6]
+    body = {"id": ids[5], "fields": {"COMMENTS": "paid"}, "auth": portal.token(1)}
+    rest = portal.server.portal_url(1) + "/rest/"
+    assert requests.post(rest + "crm.contact.update", json=body, timeout=10).ok
+    defn = definition(EMAIL).document()
+    defn["key"] = "once"
+    goal = [{"left": {"field": "COMMENTS"}, "op": "eq", "right": {"value": "paid"}}]
+    defn["policies"] = {"reentry": "never", "goal": {"rules": goal}}
+    with portal.app.app_context():
+        session = db_session()
+        row = session.scalars(select(Portal)).one()
+        version = versions.save(session, row, defn, author_id=1)
+        launch(session, row, version, Selection("CONTACT", ids=tuple(ids[:2])), {}, 1, None, "k1")
+        checked = validate_definition(defn)
+        report = preview_scenario(portal.preview(checked), Selection("CONTACT", ids=tuple(ids)))
+    reasons = {r["id"]: r.get("reason") for r in report.records}
+    assert reasons[ids[0]] == reasons[ids[1]] == "reentry_never"
+    assert reasons[ids[5]] == "goal"
+    assert report.totals["records_skipped"] == {"goal": 1, "reentry_never": 2}
