@@ -60,13 +60,9 @@ def launch() -> ResponseReturnValue:
     page = parse_placement(request_fields(request))
     g.language = normalize(page.lang)
     portal, session = open_page(db_session(), page)
-    return _page(
-        "pages/launch.html",
-        portal,
-        session,
-        placement=page.placement,
-        options=page.placement_options,
-    )
+    from placements.launch_pages import render_launcher
+
+    return render_launcher(portal, session, page)
 
 
 @bp.post("/placements/robot-settings")

@@ -102,6 +102,8 @@
       send("fitWindow", {width: "100%", height: document.documentElement.scrollHeight}, cb);
     },
     closeApplication: function (cb) { send("closeApplication", {}, cb); },
+    // Opens a portal path (a CRM card …) in a slider over the application.
+    openPath: function (path, cb) { send("openPath", {path: path}, cb); },
     installFinish: function () { send("installFinish", {}); },
     reloadWindow: function () { send("reloadWindow", {}); },
     getAuth: function () { return initData ? initData.auth : false; },

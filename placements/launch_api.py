@@ -1,0 +1,555 @@
+"""The JSON API of the launch pages (``/api/launch/*``): preview, launch, progress, stop, undo.
+
+Every call carries the page session (``X-Session-Token``: the CSRF defence) and, for preview and
+launch, the placement context the launcher page was rendered with (a signed token naming the
+portal, the user and the entity type of the placement), so a page can only launch the active
+scenarios of its own entity. Preview and launch read records with the **launching user's**
+token: the page passes ``BX24.getAuth().access_token`` in ``X-User-Token`` and it is accepted
+only when the portal says it is this session's user (``verify.portal_user``, cached a minute).
+
+Launches are visible to the user who made them; a portal administrator sees all of the portal's.
+Any other launch, and every id of another portal, is a 404.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import or_, select
+
+from marketapp.actions.base import ActionContext
+from marketapp.bitrix.client import client_for, client_for_user
+from marketapp.bitrix.errors import BitrixError
+from marketapp.bitrix.http import shared_session
+from marketapp.channel_settings import channel_settings
+from marketapp.config import get_config
+from marketapp.db import db_session
+from marketapp.errors import AppError
+from marketapp.lifecycle import verify
+from marketapp.models import Enrollment, Launch, LaunchEvent, Portal, ScenarioVersion
+from marketapp.scenarios import launches
+from marketapp.scenarios.constants import constant_values
+from marketapp.scenarios.context import portal_view
+from marketapp.scenarios.definition import DefinitionError, ScenarioDefinition, launch_values
+from marketapp.scenarios.preview import (
+    Preview,
+    PreviewReport,
+    Selection,
+    SelectionError,
+    launching_user,
+    preview_scenario,
+)
+from marketapp.scenarios.robot import active_scenarios
+from marketapp.scenarios.undo import UndoError, undo
+from marketapp.security import SESSION_MAX_AGE, PortalSession, reject
+from placements.web import json_body, page_api
+
+bp = Blueprint("launch_api", __name__, url_prefix="/api/launch")
+
+USER_TOKEN_HEADER = "X-User-Token"  # noqa: S105 - a header name
+# Hand-picked selections larger than this go through the "Run scenario" robot (the page says so).
+MAX_PICKED = 500
+LOG_LIMIT = 200
+CSV_LIMIT = 100_000
+ERROR_KINDS = ("failed",)
+ENTITY_TYPES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
+_PLACEMENT = re.compile(
+    r"^CRM_(CONTACT|COMPANY|DEAL|LEAD)_(LIST_TOOLBAR|LIST_MENU|DETAIL_TOOLBAR)$"
+)
+
+
+# -- the placement context ------------------------------------------------------------------
+
+
+def _context_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="launch-placement")
+
+
+def placement_entity(placement: str) -> str | None:
+    """``CONTACT`` for ``CRM_CONTACT_LIST_MENU`` …; ``None`` for any other placement."""
+    match = _PLACEMENT.match(placement or "")
+    return match.group(1) if match else None
+
+
+def issue_context(session: PortalSession, placement: str, entity_type: str) -> str:
+    """The signed placement context the launcher page sends back with preview and launch."""
+    data = {"p": session.portal_id, "u": session.user_id, "e": entity_type, "pl": placement}
+    return _context_serializer().dumps(data)
+
+
+def _placement(session: PortalSession, data: Mapping[str, Any]) -> tuple[str, str]:
+    """(entity type, placement) of the page's signed context; 403 when forged or foreign."""
+    try:
+        found = _context_serializer().loads(str(data.get("context") or ""), max_age=SESSION_MAX_AGE)
+    except BadSignature as exc:
+        raise reject("bad launch context", member_id=session.member_id, status=403) from exc
+    if (
+        not isinstance(found, dict)
+        or found.get("p") != session.portal_id
+        or found.get("u") != session.user_id
+    ):
+        raise reject("launch context of another session", member_id=session.member_id, status=403)
+    return str(found.get("e")), str(found.get("pl"))
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+def _body() -> dict[str, Any]:
+    data = json_body()
+    if not isinstance(data, dict):
+        raise AppError(_("The request must be a JSON object."), code="bad_request")
+    return data
+
+
+def _scenario(
+    portal: Portal, key: Any, entity_type: str
+) -> tuple[ScenarioVersion, ScenarioDefinition]:
+    """The active scenario ``key`` of the portal, working on ``entity_type``; else 400."""
+    for scenario, version in active_scenarios(db_session(), portal):
+        if scenario.key == key:
+            defn = ScenarioDefinition.model_validate(version.definition)
+            if entity_type not in defn.entity_types:
+                break
+            return version, defn
+    raise AppError(
+        _("This scenario is not available here: choose an active scenario for these records."),
+        code="unknown_scenario",
+    )
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    """Record ids: numbers, or the selection dialog's ``C_12``-style ids."""
+    if not isinstance(value, list) or not value:
+        raise AppError(_("Choose at least one record."), code="no_records")
+    if len(value) > MAX_PICKED:
+        raise AppError(
+            _(
+                'Up to %(n)s hand-picked records: for more, use the "Run scenario" robot '
+                "in a Bitrix24 smart scenario.",
+                n=MAX_PICKED,
+            ),
+            code="too_many_records",
+        )
+    ids: list[int] = []
+    for item in value:
+        text = str(item).rsplit("_", 1)[-1]
+        if isinstance(item, bool) or not text.isdigit() or not 0 < int(text) < 2**31:
+            raise AppError(_("A record id is not valid."), code="bad_record")
+        ids.append(int(text))
+    return tuple(dict.fromkeys(ids))
+
+
+def _values(defn: ScenarioDefinition, raw: Any, language: str) -> dict[str, Any]:
+    """The launch values, checked; 400 with one message per field otherwise."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise AppError(_("The parameters must be a JSON object."), code="bad_request")
+    try:
+        return launch_values(defn, raw, language=language)
+    except DefinitionError as exc:
+        raise FieldErrors(exc) from exc
+
+
+class FieldErrors(AppError):
+    """Parameter values the scenario refuses: one message per field."""
+
+    def __init__(self, exc: DefinitionError) -> None:
+        super().__init__(_("Check the highlighted fields."), status=400, code="invalid_params")
+        self.fields = {p.path.removeprefix("params."): p.message for p in exc.problems}
+
+
+@bp.errorhandler(FieldErrors)
+def _field_errors(exc: FieldErrors) -> ResponseReturnValue:
+    return jsonify(error=exc.code, error_description=exc.message, fields=exc.fields), exc.status
+
+
+def _user_client(session: PortalSession, portal: Portal) -> tuple[Any, str]:
+    """The launching user's client (the page's own token), once the portal vouches for it."""
+    token = request.headers.get(USER_TOKEN_HEADER, "").strip()
+    if not token or len(token) > 512:
+        raise AppError(
+            _("Your Bitrix24 session is not available: reopen the application."),
+            status=401,
+            code="no_user_token",
+        )
+    try:
+        owner = verify.portal_user(portal.client_endpoint, token)
+    except verify.VerificationError as exc:
+        raise AppError(
+            _("Your Bitrix24 session has expired: reopen the application."),
+            status=401,
+            code="expired",
+        ) from exc
+    if owner.user_id != session.user_id:
+        raise reject("user token of another user", member_id=session.member_id, status=403)
+    return client_for_user(portal, token), token
+
+
+# -- preview ---------------------------------------------------------------------------------
+
+
+@bp.post("/preview")
+@page_api()
+def preview(session: PortalSession, portal: Portal) -> ResponseReturnValue:
+    """A dry run over the chosen records: counts, skip reasons with records, samples, ETA."""
+    data = _body()
+    entity, _placement_code = _placement(session, data)
+    version, defn = _scenario(portal, data.get("scenario"), entity)
+    ids = _ids(data.get("ids"))
+    values = _values(defn, data.get("params"), session.language)
+    client, _token = _user_client(session, portal)
+    report = _run_preview(session, portal, client, defn, values, Selection(entity, ids=ids))
+    return jsonify(preview_view(report, defn, entity))
+
+
+def _run_preview(
+    session: PortalSession,
+    portal: Portal,
+    client: Any,
+    defn: ScenarioDefinition,
+    values: dict[str, Any],
+    selection: Selection,
+) -> PreviewReport:
+    db = db_session()
+    config = get_config()
+    ctx = ActionContext(
+        db, portal, client, channel_settings(db, portal), config.app_code, shared_session(),
+        timeout=config.http_timeout,
+    )  # fmt: skip
+    runner = Preview(
+        ctx,
+        defn,
+        values,
+        constants=constant_values(db, portal),
+        user=launching_user(client),
+        portal_info=portal_view(portal.domain, portal.language or session.language),
+        launched_at=datetime.now(UTC),
+        language=session.language,
+    )
+    try:
+        return preview_scenario(runner, selection, keep=MAX_PICKED)
+    except SelectionError as exc:
+        raise AppError(str(exc), code="bad_selection") from exc
+    except BitrixError as exc:
+        raise _portal_error(exc) from exc
+
+
+def _portal_error(exc: BitrixError) -> AppError:
+    return AppError(
+        _("Bitrix24 did not answer as expected (%(code)s): try again.", code=exc.code),
+        status=502,
+        code="portal_error",
+    )
+
+
+def preview_view(report: PreviewReport, defn: ScenarioDefinition, entity: str) -> dict[str, Any]:
+    """What the preview panel shows, from the preview's report."""
+    outcomes = {"ready": 0, "skipped": 0, "failed": 0}
+    reasons: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, Any]] = {}
+    for record in report.records:
+        outcome, problems = _record_outcome(record)
+        outcomes[outcome] += 1
+        for reason, message in problems:
+            group = reasons.setdefault(reason, {"reason": reason, "label": reason_label(reason),
+                                                 "records": []})  # fmt: skip
+            if len(group["records"]) < 50 and record["id"] not in {
+                r["id"] for r in group["records"]
+            }:
+                group["records"].append(
+                    {
+                        "id": record["id"],
+                        "name": record.get("name") or f"#{record['id']}",
+                        "message": message,
+                        "path": card_path(entity, record["id"]),
+                    }  # fmt: skip
+                )
+        for step in record.get("steps") or []:
+            if step.get("status") == "ready" and step["type"] not in samples:
+                samples[step["type"]] = _sample(step, record)
+    totals = report.totals
+    counts = {reason: n for reason, n in totals["by_reason"].items()}
+    for group in reasons.values():
+        group["count"] = counts.get(group["reason"], len(group["records"]))
+    return {
+        "records": totals["records"],
+        "outcomes": outcomes,
+        "steps": totals["steps"],
+        "reasons": sorted(reasons.values(), key=lambda g: -int(g["count"])),
+        "samples": list(samples.values()),
+        "sms_segments": totals["sms_segments"],
+        "eta": report.eta,
+    }
+
+
+def _record_outcome(record: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A record's outcome (ready when any step would act) and its skip reasons."""
+    if record.get("status") in ("skipped", "failed"):
+        return str(record["status"]), [(str(record["reason"]), str(record.get("message", "")))]
+    steps = record.get("steps") or []
+    problems = [
+        (str(s["reason"]), str(s.get("message", "")))
+        for s in steps
+        if s.get("status") in ("skipped", "failed")
+    ]
+    if any(s.get("status") == "ready" and s["type"] not in ("set_variable",) for s in steps):
+        return "ready", problems
+    failed = any(s.get("status") == "failed" for s in steps)
+    return ("failed" if failed else "skipped"), problems
+
+
+def _sample(step: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    shown = ("to", "phone", "subject", "body", "text", "segments", "title", "message", "after")
+    sample = {k: step[k] for k in shown if k in step}
+    return {"type": step["type"], "record": record.get("name") or f"#{record['id']}", **sample}
+
+
+def card_path(entity: str, entity_id: int) -> str:
+    return f"/crm/{entity.lower()}/details/{int(entity_id)}/"
+
+
+def reason_label(reason: str) -> str:
+    """A skip or failure reason in the user's language."""
+    labels = {
+        "no_phone": _("No phone"),
+        "no_email": _("No e-mail"),
+        "invalid_phone": _("Invalid phone number"),
+        "invalid_email": _("Invalid e-mail address"),
+        "opted_out": _("Opted out"),
+        "unsubscribed": _("Unsubscribed"),
+        "duplicate": _("Duplicate address"),
+        "too_long": _("Text too long"),
+        "template_error": _("Template error"),
+        "not_found": _("Record not found"),
+        "unreadable": _("Record unreadable"),
+        "access_denied": _("No access to the record"),
+        "no_date": _("No date to wait for"),
+        "goal": _("Already meets the goal"),
+        "reentry_never": _("Already was in the scenario"),
+        "reentry_active": _("Still in the scenario"),
+        "expression_error": _("Expression error"),
+    }
+    return str(labels.get(reason, reason))
+
+
+# -- launch ----------------------------------------------------------------------------------
+
+
+@bp.post("/start")
+@page_api()
+def start(session: PortalSession, portal: Portal) -> ResponseReturnValue:
+    """Launch on the chosen records; the same idempotency key returns the same launch."""
+    data = _body()
+    entity, _placement_code = _placement(session, data)
+    version, defn = _scenario(portal, data.get("scenario"), entity)
+    ids = _ids(data.get("ids"))
+    values = _values(defn, data.get("params"), session.language)
+    key = str(data.get("idempotency_key") or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,40}", key):
+        raise AppError(_("Reload the page and launch again."), code="bad_idempotency_key")
+    client, token = _user_client(session, portal)
+    try:
+        row = launches.launch(
+            db_session(),
+            portal,
+            version,
+            Selection(entity, ids=ids),
+            json.loads(json.dumps(values, default=str)),
+            session.user_id,
+            token,
+            f"page:{session.user_id}:{key}",  # one user's key never finds another's launch
+            user=launching_user(client),
+        )
+    except launches.LaunchError as exc:
+        raise AppError(str(exc), code="launch_refused") from exc
+    return jsonify(id=row.id, state=row.state.value)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def visible_launch(session: PortalSession, portal: Portal, launch_id: int) -> Launch:
+    """The launch if this user may see it (theirs, or any for an admin); else 404."""
+    try:
+        row = launches.get_launch(db_session(), portal, launch_id)
+    except launches.LaunchNotFound:
+        row = None
+    if row is None or not (session.is_admin or row.user_id == session.user_id):
+        raise AppError(_("Not found."), status=404, code="not_found")
+    return row
+
+
+def launch_status(session: PortalSession, portal: Portal, row: Launch) -> dict[str, Any]:
+    """``launches.status`` with the scenario's name and the latest errors, for the page."""
+    db = db_session()
+    doc = launches.status(db, portal, row.id)
+    version = db.get(ScenarioVersion, row.version_id)
+    if version is not None:
+        defn = ScenarioDefinition.model_validate(version.definition)
+        doc["name"] = defn.name.get(session.language)
+        doc["step_types"] = {path: step["type"] for path, step in _step_types(defn)}
+    doc["errors"] = events(portal, row.id, kinds=ERROR_KINDS, limit=5, newest_first=True)
+    doc["active"] = row.state.value in ("expanding", "running", "parked", "sleeping", "stopping")
+    return doc
+
+
+def _step_types(defn: ScenarioDefinition) -> Iterator[tuple[str, dict[str, Any]]]:
+    from marketapp.scenarios import steps as st
+
+    for path, step in st.walk(defn.steps):
+        yield path, {"type": step.type}
+
+
+@bp.get("/<int:launch_id>/status")
+@page_api()
+def status(session: PortalSession, portal: Portal, launch_id: int) -> ResponseReturnValue:
+    return jsonify(launch_status(session, portal, visible_launch(session, portal, launch_id)))
+
+
+def events(
+    portal: Portal,
+    launch_id: int,
+    *,
+    search: str = "",
+    kinds: tuple[str, ...] = (),
+    limit: int = LOG_LIMIT,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
+    """The launch's per-record log (``LaunchEvent`` rows), optionally searched."""
+    query = (
+        select(LaunchEvent, Enrollment.entity_type, Enrollment.entity_id)
+        .join(Enrollment, Enrollment.id == LaunchEvent.enrollment_id)
+        .where(LaunchEvent.portal_id == portal.id, LaunchEvent.launch_id == launch_id)
+    )
+    if kinds:
+        query = query.where(LaunchEvent.kind.in_(kinds))
+    text = search.strip()[:100]
+    if text.isdigit():
+        query = query.where(Enrollment.entity_id == int(text))
+    elif text:
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                LaunchEvent.message.ilike(like, escape="\\"),
+                LaunchEvent.reason.ilike(like, escape="\\"),
+                LaunchEvent.kind.ilike(like, escape="\\"),
+            )
+        )
+    order = LaunchEvent.id.desc() if newest_first else LaunchEvent.id
+    rows = db_session().execute(query.order_by(order).limit(limit))
+    return [
+        {
+            "at": event.at.isoformat(timespec="seconds"),
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "path": card_path(entity_type, entity_id),
+            "step": event.step,
+            "kind": event.kind,
+            "reason": event.reason,
+            "message": event.message,
+            "result_id": event.result_id,
+        }
+        for event, entity_type, entity_id in rows
+    ]
+
+
+@bp.get("/<int:launch_id>/log")
+@page_api()
+def log(session: PortalSession, portal: Portal, launch_id: int) -> ResponseReturnValue:
+    row = visible_launch(session, portal, launch_id)
+    return jsonify(events(portal, row.id, search=request.args.get("q", "")))
+
+
+@bp.get("/<int:launch_id>/log.csv")
+@page_api()
+def log_csv(session: PortalSession, portal: Portal, launch_id: int) -> ResponseReturnValue:
+    """The whole per-record log as CSV (a cell starting like a formula is quoted as text)."""
+    row = visible_launch(session, portal, launch_id)
+    lines = events(portal, row.id, search=request.args.get("q", ""), limit=CSV_LIMIT)
+    out = io.StringIO()
+    columns = ["at", "entity_type", "entity_id", "step", "kind", "reason", "message", "result_id"]
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for line in lines:
+        writer.writerow([_cell(line[c]) for c in columns])
+    return Response(
+        "\ufeff" + out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="launch-{row.id}.csv"'},
+    )
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.post("/<int:launch_id>/stop")
+@page_api()
+def stop(session: PortalSession, portal: Portal, launch_id: int) -> ResponseReturnValue:
+    row = visible_launch(session, portal, launch_id)
+    return jsonify(launches.stop(db_session(), portal, row.id))
+
+
+@bp.post("/<int:launch_id>/undo")
+@page_api()
+def undo_launch(session: PortalSession, portal: Portal, launch_id: int) -> ResponseReturnValue:
+    """Take back what the launch did (stopping it first); the report in the user's language."""
+    row = visible_launch(session, portal, launch_id)
+    try:
+        report = undo(db_session(), portal, row.id, client_for(portal))
+    except UndoError as exc:
+        raise AppError(str(exc), status=404, code="not_found") from exc
+    except BitrixError as exc:
+        raise _portal_error(exc) from exc
+    db_session().commit()
+    return jsonify(report=report.describe(), lines=report.lines())
+
+
+# -- my launches ------------------------------------------------------------------------------
+
+
+def my_launches(session: PortalSession, portal: Portal, limit: int = 50) -> list[dict[str, Any]]:
+    """The user's own launches (an admin: every launch of the portal), newest first."""
+    db = db_session()
+    query = select(Launch).where(Launch.portal_id == portal.id)
+    if not session.is_admin:
+        query = query.where(Launch.user_id == session.user_id)
+    rows = list(db.scalars(query.order_by(Launch.id.desc()).limit(limit)))
+    names = _scenario_names(portal, {r.version_id for r in rows}, session.language)
+    found = []
+    for row in rows:
+        doc = launches.status(db, portal, row.id)
+        doc["name"] = names.get(row.version_id, doc["scenario"])
+        found.append(doc)
+    return found
+
+
+def _scenario_names(portal: Portal, version_ids: set[int], language: str) -> dict[int, str]:
+    if not version_ids:
+        return {}
+    query = select(ScenarioVersion).where(
+        ScenarioVersion.portal_id == portal.id, ScenarioVersion.id.in_(version_ids)
+    )
+    names = {}
+    for version in db_session().scalars(query):
+        names[version.id] = ScenarioDefinition.model_validate(version.definition).name.get(language)
+    return names
+
+
+@bp.get("/mine")
+@page_api()
+def mine(session: PortalSession, portal: Portal) -> ResponseReturnValue:
+    return jsonify(my_launches(session, portal))

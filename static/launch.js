@@ -1,0 +1,368 @@
+// Launch pages: launcher (recipients, parameters, preview, launch), progress, my launches.
+// Every request carries the page session (app.js's appFetch); preview and launch also carry the
+// user's own Bitrix24 token, so records are read with the rep's rights.
+(function () {
+  "use strict";
+  var T = {};
+  var textsNode = document.getElementById("launch-texts");
+  if (textsNode) { T = JSON.parse(textsNode.textContent); }
+
+  function fmt(text, values) {
+    return String(text || "").replace(/%\((\w+)\)s/g, function (_m, name) {
+      return values && values[name] !== undefined ? values[name] : "";
+    });
+  }
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") { node.textContent = attrs[k]; } else { node.setAttribute(k, attrs[k]); }
+    });
+    (children || []).forEach(function (c) { if (c) { node.appendChild(c); } });
+    return node;
+  }
+  function bx() { return window.BX24 || null; }
+  function fit() { if (bx() && BX24.fitWindow) { BX24.fitWindow(); } }
+  function userToken() {
+    var auth = bx() && BX24.getAuth ? BX24.getAuth() : null;
+    return auth && auth.access_token ? auth.access_token : "";
+  }
+  function api(url, method, body) {
+    var options = {method: method || "GET", headers: {"X-User-Token": userToken()}};
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return window.appFetch(url, options).catch(function () {
+      return {ok: false, status: 0, body: {error_description: T.error}};
+    });
+  }
+  function navigate(path) {
+    var form = document.getElementById("nav-form");
+    form.action = path;
+    form.submit();
+  }
+  function openPath(path) {
+    if (bx() && BX24.openPath) { BX24.openPath(path); } else { window.open(path, "_blank"); }
+  }
+  function recordLink(name, path) {
+    var a = el("a", {href: "#", "data-path": path, text: name});
+    a.className = "record-link";
+    return a;
+  }
+
+  document.addEventListener("click", function (event) {
+    var nav = event.target.closest("[data-nav]");
+    if (nav) { navigate(nav.dataset.nav); return; }
+    var link = event.target.closest("a.record-link");
+    if (link) { event.preventDefault(); openPath(link.dataset.path); }
+  });
+
+  // -- launcher ------------------------------------------------------------------------------
+
+  function Launcher(root) {
+    this.root = root;
+    this.entity = root.dataset.entity;
+    this.picked = [];
+    this.maxPicked = Number(root.dataset.maxPicked || 500);
+    var self = this;
+    root.querySelectorAll('input[name="scenario"]').forEach(function (radio) {
+      radio.addEventListener("change", function () { self.showForm(radio.value); });
+    });
+    var choose = document.getElementById("choose-records");
+    if (choose) { choose.addEventListener("click", function () { self.choose(); }); }
+    root.querySelectorAll("form.launch-form").forEach(function (form) { self.wire(form); });
+  }
+  Launcher.prototype.showForm = function (key) {
+    this.root.querySelectorAll("form.launch-form").forEach(function (form) {
+      form.hidden = form.dataset.scenario !== key;
+    });
+    fit();
+  };
+  Launcher.prototype.choose = function () {
+    var self = this, type = this.entity.toLowerCase();
+    if (!bx()) { return; }
+    var value = {};
+    value[type] = this.picked.map(function (r) { return r.id; });
+    BX24.selectCRM({entityType: [type], multiple: true, value: value}, function (result) {
+      if (!result || !result[type]) { return; }  // cancelled: keep the choice
+      self.picked = result[type].map(function (r) { return {id: String(r.id), title: r.title || r.id}; });
+      self.renderPicked();
+      var radio = self.root.querySelector('input[name="recipients"][value="picked"]');
+      if (radio) { radio.checked = true; }
+    });
+  };
+  Launcher.prototype.renderPicked = function () {
+    var list = document.getElementById("picked");
+    list.textContent = "";
+    var type = this.entity.toLowerCase();
+    this.picked.forEach(function (r) {
+      var id = r.id.split("_").pop();
+      list.appendChild(el("li", {}, [recordLink(r.title, "/crm/" + type + "/details/" + id + "/")]));
+    });
+    var count = document.getElementById("picked-count");
+    count.textContent = this.picked.length ? fmt(T.chosen, {n: this.picked.length}) : T.none_chosen;
+    count.className = this.picked.length > this.maxPicked ? "error" : "muted";
+    if (this.picked.length > this.maxPicked) { count.textContent = fmt(T.too_many, {n: this.maxPicked}); }
+    fit();
+  };
+  Launcher.prototype.ids = function () {
+    var which = this.root.querySelector('input[name="recipients"]:checked');
+    if (which && which.value === "record") { return [this.root.dataset.record]; }
+    return this.picked.map(function (r) { return r.id; });
+  };
+  Launcher.prototype.values = function (form) {
+    var values = {};
+    form.querySelectorAll(".field[data-param]").forEach(function (box) {
+      var input = box.querySelector("input, textarea, select");
+      values[box.dataset.param] = input.type === "checkbox" ? input.checked : input.value;
+    });
+    return values;
+  };
+  Launcher.prototype.payload = function (form) {
+    return {context: this.root.dataset.context, scenario: form.dataset.scenario,
+            ids: this.ids(), params: this.values(form)};
+  };
+  Launcher.prototype.showErrors = function (form, res) {
+    form.querySelectorAll(".field-error").forEach(function (n) { n.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach(function (n) { n.removeAttribute("aria-invalid"); });
+    var general = form.querySelector(".form-error");
+    general.textContent = res && !res.ok ? (res.body.error_description || T.error) : "";
+    var fields = (res && res.body && res.body.fields) || {};
+    Object.keys(fields).forEach(function (key) {
+      var box = form.querySelector('.field[data-param="' + key + '"]');
+      if (!box) { general.textContent += " " + key + ": " + fields[key]; return; }
+      box.querySelector(".field-error").textContent = fields[key];
+      box.querySelector("input, textarea, select").setAttribute("aria-invalid", "true");
+    });
+    fit();
+  };
+  Launcher.prototype.ready = function (form) {
+    if (this.ids().length) { return true; }
+    this.showErrors(form, {ok: false, body: {error_description: T.choose_first}});
+    return false;
+  };
+  Launcher.prototype.wire = function (form) {
+    var self = this, lastText = null;
+    form.querySelector('[data-action="preview"]').addEventListener("click", function () {
+      if (!self.ready(form)) { return; }
+      var out = form.querySelector(".preview");
+      out.hidden = false;
+      out.textContent = T.working;
+      api("/api/launch/preview", "POST", self.payload(form)).then(function (res) {
+        self.showErrors(form, res);
+        out.textContent = "";
+        if (res.ok) { renderPreview(out, res.body); } else { out.hidden = true; }
+        fit();
+      });
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!self.ready(form)) { return; }
+      var button = form.querySelector('[data-action="launch"]');
+      button.disabled = true;  // a second click would send the same key anyway
+      var body = self.payload(form);
+      body.idempotency_key = form.dataset.idempotencyKey;
+      api("/api/launch/start", "POST", body).then(function (res) {
+        self.showErrors(form, res);
+        if (!res.ok) { button.disabled = false; return; }
+        if (self.root.dataset.fromList && bx()) { BX24.placement.call("reloadData"); }
+        navigate("/placements/launches/" + res.body.id);
+      });
+    });
+    form.querySelectorAll("input, textarea").forEach(function (input) {
+      if (input.type === "text" || input.tagName === "TEXTAREA") {
+        input.addEventListener("focus", function () { lastText = input; });
+      }
+      if (input.dataset.sms) { watchSms(input); }
+    });
+    form.querySelectorAll("[data-insert]").forEach(function (chip) {
+      chip.addEventListener("click", function () {
+        var target = lastText || form.querySelector("textarea, input[type=text]");
+        if (!target) { return; }
+        var start = target.selectionStart || 0, end = target.selectionEnd || 0;
+        target.value = target.value.slice(0, start) + chip.dataset.insert + target.value.slice(end);
+        target.focus();
+        target.selectionStart = target.selectionEnd = start + chip.dataset.insert.length;
+        target.dispatchEvent(new Event("input"));
+      });
+    });
+  };
+
+  function watchSms(input) {
+    var out = document.getElementById(input.id + "-size"), timer = null;
+    function measure() {
+      window.appFetch("/api/sms/size", {method: "POST", headers: {"Content-Type": "application/json"},
+                                        body: JSON.stringify({text: input.value})}).then(function (res) {
+        if (!res.ok) { return; }
+        out.dataset.segments = res.body.segments;
+        out.textContent = fmt(T.characters, {chars: res.body.characters, segments: res.body.segments,
+                                             encoding: res.body.encoding});
+      });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(measure, 250); });
+    measure();
+  }
+
+  function stat(label, value, name) {
+    var box = el("div", {"data-stat": name}, [el("dt", {text: label}), el("dd", {text: String(value)})]);
+    return box;
+  }
+
+  function renderPreview(out, data) {
+    var stats = el("dl", {"class": "counters"}, [
+      stat(T.records, data.records, "records"),
+      stat(T.will_act, data.outcomes.ready, "ready"),
+      stat(T.skipped, data.outcomes.skipped, "skipped"),
+      stat(T.failed, data.outcomes.failed, "failed"),
+      stat(T.sms_segments, data.sms_segments, "sms_segments"),
+      stat(T.eta, fmt(T.seconds, {n: Math.ceil(data.eta.seconds || 0)}), "eta")
+    ]);
+    out.appendChild(stats);
+    out.appendChild(el("h3", {text: T.reasons}));
+    if (!data.reasons.length) { out.appendChild(el("p", {"class": "muted", text: T.no_skips})); }
+    data.reasons.forEach(function (group) {
+      var list = el("ul");
+      group.records.forEach(function (r) {
+        list.appendChild(el("li", {}, [recordLink(r.name, r.path), el("span", {"class": "muted", text: " — " + r.message})]));
+      });
+      var summary = el("summary", {text: group.label + " (" + group.count + ")"});
+      out.appendChild(el("details", {"class": "reason", "data-reason": group.reason, open: ""}, [summary, list]));
+    });
+    if (data.samples.length) { out.appendChild(el("h3", {text: T.samples})); }
+    data.samples.forEach(function (s) {
+      var box = el("div", {"class": "sample", "data-type": s.type}, [el("strong", {text: s.type + " · " + s.record})]);
+      if (s.to || s.phone) { box.appendChild(el("div", {text: T.to + ": " + (s.to || s.phone)})); }
+      if (s.subject) { box.appendChild(el("div", {text: T.subject + ": " + s.subject})); }
+      var text = s.text || s.body || s.message || s.title || (s.after ? JSON.stringify(s.after) : "");
+      if (text) {
+        // E-mail bodies are HTML: shown as their text, never as markup.
+        box.appendChild(el("pre", {text: s.body ? htmlText(s.body) : text}));
+      }
+      if (s.segments) { box.appendChild(el("small", {text: "SMS: " + s.segments})); }
+      out.appendChild(box);
+    });
+  }
+  function htmlText(html) {
+    var doc = new DOMParser().parseFromString(String(html), "text/html");
+    return doc.body.textContent || "";
+  }
+
+  // -- progress ------------------------------------------------------------------------------
+
+  function Progress(root) {
+    this.root = root;
+    this.id = root.dataset.launch;
+    var self = this;
+    root.querySelector('[data-action="stop"]').addEventListener("click", function () { self.stop(); });
+    root.querySelector('[data-action="undo"]').addEventListener("click", function () { self.undo(); });
+    root.querySelector('[data-action="csv"]').addEventListener("click", function () { self.csv(); });
+    var search = document.getElementById("log-search"), timer = null;
+    search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(function () { self.log(); }, 250); });
+    this.poll();
+  }
+  Progress.prototype.base = function () { return "/api/launch/" + this.id; };
+  Progress.prototype.poll = function () {
+    var self = this;
+    api(this.base() + "/status").then(function (res) {
+      if (res.ok) { self.render(res.body); }
+      self.log();
+      if (!res.ok || res.body.active) { setTimeout(function () { self.poll(); }, 1500); }
+    });
+  };
+  Progress.prototype.render = function (s) {
+    var state = document.getElementById("state");
+    state.dataset.state = s.state;
+    state.textContent = T["state_" + s.state] || s.state;
+    var percent = Math.round((s.progress || 0) * 100);
+    document.getElementById("bar").style.width = percent + "%";
+    this.root.querySelector('[role="progressbar"]').setAttribute("aria-valuenow", percent);
+    var sum = function (o) { return Object.keys(o || {}).reduce(function (a, k) { return a + o[k]; }, 0); };
+    document.getElementById("c-total").textContent = s.total;
+    document.getElementById("c-done").textContent = s.counters.done;
+    document.getElementById("c-waiting").textContent = s.counters.waiting;
+    document.getElementById("c-skipped").textContent = sum(s.counters.skipped);
+    document.getElementById("c-failed").textContent = sum(s.counters.failed);
+    document.getElementById("c-stopped").textContent = s.counters.stopped;
+    document.getElementById("c-eta").textContent = s.active && s.eta && s.eta.seconds !== undefined
+      ? fmt(T.seconds, {n: Math.ceil(s.eta.seconds)}) : "—";
+    var steps = document.getElementById("steps");
+    steps.textContent = "";
+    Object.keys(s.steps).forEach(function (path) {
+      var c = s.steps[path], finished = c.done + c.stopped + sum(c.skipped) + sum(c.failed);
+      var width = s.total ? Math.round(100 * finished / s.total) : 0;
+      var label = ((s.step_types || {})[path] || {}).type || "";
+      var bar = el("div", {"class": "bar small"}, [el("span", {style: "width: " + width + "%"})]);
+      steps.appendChild(el("li", {"data-step": path}, [
+        el("span", {text: label + " · " + path + " — " + finished + "/" + s.total}), bar]));
+    });
+    var errors = document.getElementById("errors");
+    if (s.errors.length) {
+      errors.textContent = "";
+      s.errors.forEach(function (e) {
+        errors.appendChild(el("li", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path),
+                                        el("span", {text: " " + e.reason + ": " + e.message})]));
+      });
+    }
+    this.root.querySelector('[data-action="stop"]').disabled = !s.active;
+    fit();
+  };
+  Progress.prototype.log = function () {
+    var q = document.getElementById("log-search").value;
+    api(this.base() + "/log?q=" + encodeURIComponent(q)).then(function (res) {
+      if (!res.ok) { return; }
+      var body = document.getElementById("log");
+      body.textContent = "";
+      if (!res.body.length) { body.appendChild(el("tr", {}, [el("td", {colspan: "5", "class": "muted", text: T.no_log})])); }
+      res.body.forEach(function (e) {
+        body.appendChild(el("tr", {"data-kind": e.kind}, [
+          el("td", {text: e.at.replace("T", " ").slice(0, 19)}),
+          el("td", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path)]),
+          el("td", {text: e.step}),
+          el("td", {text: e.kind + (e.reason ? " · " + e.reason : "")}),
+          el("td", {text: e.message})
+        ]));
+      });
+      fit();
+    });
+  };
+  Progress.prototype.stop = function () {
+    if (!window.confirm(T.confirm_stop)) { return; }
+    var self = this;
+    api(this.base() + "/stop", "POST", {}).then(function () { self.poll(); });
+  };
+  Progress.prototype.undo = function () {
+    if (!window.confirm(T.confirm_undo)) { return; }
+    var self = this, out = document.getElementById("undo-report");
+    out.textContent = T.working;
+    api(this.base() + "/undo", "POST", {}).then(function (res) {
+      out.textContent = "";
+      var lines = res.ok ? res.body.lines : [res.body.error_description || T.error];
+      lines.forEach(function (line) { out.appendChild(el("li", {text: line})); });
+      self.poll();
+    });
+  };
+  Progress.prototype.csv = function () {
+    var q = document.getElementById("log-search").value, id = this.id;
+    var token = document.querySelector('meta[name="session-token"]').content;
+    fetch(this.base() + "/log.csv?q=" + encodeURIComponent(q), {headers: {"X-Session-Token": token}})
+      .then(function (resp) { return resp.blob(); })
+      .then(function (blob) {
+        var a = el("a", {href: URL.createObjectURL(blob), download: "launch-" + id + ".csv"});
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+      });
+  };
+
+  function start() {
+    var launcher = document.getElementById("launcher");
+    if (launcher && launcher.dataset.entity) { new Launcher(launcher); }
+    var progress = document.getElementById("progress");
+    if (progress) { new Progress(progress); }
+    fit();
+  }
+  function boot() {
+    if (bx() && BX24.init) { BX24.init(start); } else { start(); }
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", boot); } else { boot(); }
+})();
