@@ -223,6 +223,7 @@ def status(session: Session, portal: Portal, launch_id: int) -> dict[str, Any]:
     finished = (
         whole["done"]
         + whole["stopped"]
+        + whole["goal"]
         + sum(whole["skipped"].values())
         + sum(whole["failed"].values())
     )
@@ -271,6 +272,9 @@ def stop(
     if row.state in (LaunchState.DONE, LaunchState.STOPPED):
         return {"id": row.id, "state": row.state.value, "stopped": 0, "in_flight": 0}
     deltas: Deltas = Counter()
+    if row.state is LaunchState.SLEEPING:  # its sleepers are stopped here: none sleeps any more
+        sleeping = launch_counters(session, row.id).get("", {}).get("sleeping", 0)
+        deltas[("", "sleeping")] -= sleeping
     stopped = 0
     for state in (EnrollmentState.PENDING, EnrollmentState.WAITING):
         steps = session.scalars(
@@ -340,6 +344,11 @@ def expand_launch(launch_id: int) -> None:
         stop(session, portal, row.id)
         return
     session.refresh(row, ["state"])
+    if _asleep(row):
+        # Deactivated while reading (``activation``): the read goes on at reactivation, with
+        # the user's rights while their token lasts (an expired one stops the launch).
+        session.commit()
+        return
     row.user_token = None
     if row.state is LaunchState.EXPANDING:  # not stopped meanwhile
         row.state = LaunchState.RUNNING
@@ -349,6 +358,10 @@ def expand_launch(launch_id: int) -> None:
             row.state = LaunchState.DONE
             row.finished_at = datetime.now(UTC)
     session.commit()
+
+
+def _asleep(row: Launch) -> bool:
+    return row.state is LaunchState.SLEEPING
 
 
 def active_count(session: Session, launch_id: int) -> int:
