@@ -52,7 +52,7 @@ def _timezone(context: Context) -> tzinfo | None:
         return None
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Europe"
         return None
 
 

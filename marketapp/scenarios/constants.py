@@ -19,7 +19,7 @@ from marketapp.models import Portal, PortalConstant
 from marketapp.scenarios import typed
 from marketapp.scenarios.expressions import ExpressionError
 
-CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a template attribute name
+CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # a template attribute name
 MAX_VALUE = 2_000
 # Line breaks and tabs are fine in a signature; NUL and the rest are not (PostgreSQL refuses NUL).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

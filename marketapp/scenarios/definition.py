@@ -41,10 +41,11 @@ EntityType = Literal["CONTACT", "COMPANY", "DEAL", "LEAD"]
 ParameterType = Literal[
     "string", "text", "integer", "decimal", "boolean", "select", "date", "datetime", "employee"
 ]
-_KEY = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
-_FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+# ``\Z``, not ``$``: ``$`` also matches before a final newline ("welcome\n").
+_KEY = re.compile(r"^[a-z][a-z0-9_-]{1,63}\Z")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
+_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d\Z")
+_FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,63}\Z")
 
 # What templates may read besides the record: the launching user and the portal.
 USER_FIELDS = frozenset(

@@ -783,7 +783,7 @@ def _clock(value: str | None) -> time:
 def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name) if name else UTC
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Europe"
         return UTC
 
 

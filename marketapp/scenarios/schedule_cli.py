@@ -241,7 +241,7 @@ def _segment(text: str) -> dict[str, Any]:
 
     try:
         value = json.loads(text or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise ScheduleError("the filter must be a JSON object", "filter") from None
     if not isinstance(value, dict):
         raise ScheduleError("the filter must be a JSON object", "filter")

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 SOURCE = "schedule"
 FREQUENCIES = ("daily", "weekly", "monthly")
 PREVIEW_RUNS = 12
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\Z")  # \Z: "$" lets "09:30\n" through
 _DUE_BATCH = 100  # schedules a job run takes at most; the next minute takes the rest
 
 
@@ -485,14 +485,14 @@ def _user_row(client: Any, user_id: int | None) -> dict[str, Any]:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a name too long
         raise ScheduleError(_("Unknown time zone %(zone)s.", zone=name), "zone") from None
 
 
 def _zone_or_utc(name: str) -> tzinfo:
     try:
         return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return UTC
 
 

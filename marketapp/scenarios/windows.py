@@ -30,8 +30,9 @@ from marketapp.scenarios import steps as st
 from marketapp.scenarios.messages import message
 from marketapp.scenarios.policies import SendWindow
 
-_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
-_ZONE_FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+# ``\Z``, not ``$``: ``$`` also matches before a final newline ("09:00\n").
+_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d\Z")
+_ZONE_FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,63}\Z")
 _UNKNOWN_ZONE = "Etc/Unknown"  # what phonenumbers answers for a number it cannot place
 # Longest run of wall-clock minutes that ever did not exist (Samoa skipped 30 Dec 2011).
 _MAX_GAP = timedelta(hours=48)
