@@ -38,7 +38,8 @@
   }
   function navigate(path) {
     var form = document.getElementById("nav-form");
-    form.action = path;
+    // BX24.js finds its portal from the frame's query (DOMAIN, APP_SID …): keep it.
+    form.action = path + window.location.search;
     form.submit();
   }
   function openPath(path) {
