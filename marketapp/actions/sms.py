@@ -157,7 +157,7 @@ def _deliver(
     key = sms.target.key
     row, fresh = claim
     if not fresh and row.state is SendState.CLAIMED:
-        _reconcile(ctx, row)
+        _reconcile(ctx, provider, row)
     if row.state is not SendState.CLAIMED:
         return _settled(ctx, row), False
     size = sms_size(sms.text)
@@ -192,13 +192,18 @@ def _deliver(
     return _settled(ctx, row), True
 
 
-def _reconcile(ctx: ActionContext, row: Send) -> None:
-    """A claimed send: if its message row exists the gateway may have it; never resend then."""
+def _reconcile(ctx: ActionContext, provider: SmsProvider, row: Send) -> None:
+    """A claimed send: if its message row exists the gateway may have it; never resend then
+    (the gateway may still confirm it by our key: the development outbox always can)."""
     message = ctx.session.scalar(
         select(SmsMessage).where(SmsMessage.portal_id == ctx.portal.id, SmsMessage.key == row.key)
     )
     if message is None:
         return  # the attempt never reached the gateway: try it now
+    if not message.provider_message_id and message.provider == provider.name:
+        receipt = provider.find(row.key)
+        if receipt is not None:
+            message.provider_message_id, message.status = receipt.message_id, receipt.status
     if message.provider_message_id:
         ledger.settle(
             ctx.session, row, SendState.SENT, message.provider_message_id, segments=message.segments

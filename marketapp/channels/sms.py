@@ -77,6 +77,10 @@ class SmsProvider(Protocol):
 
     def status(self, message_id: str) -> str: ...
 
+    def find(self, key: str) -> SmsReceipt | None:
+        """The message sent under ``key``, if the gateway can tell (else ``None``: unknown)."""
+        ...
+
 
 class OutboxProvider:
     """Development provider: accepting the message is all it does (the row is the outbox)."""
@@ -85,6 +89,10 @@ class OutboxProvider:
 
     def send(self, key: str, phone: str, text: str, sender: str) -> SmsReceipt:
         return SmsReceipt(message_id=f"outbox-{key}", status="delivered")
+
+    def find(self, key: str) -> SmsReceipt | None:
+        # The outbox row written before the attempt is the message: it was sent.
+        return self.send(key, "", "", "")
 
     def status(self, message_id: str) -> str:
         return "delivered"
@@ -125,6 +133,9 @@ class TwilioProvider:
     def status(self, message_id: str) -> str:
         body = self._request("GET", f"Messages/{quote(message_id, safe='')}.json")
         return _TWILIO_STATUS.get(str(body.get("status")), "queued")
+
+    def find(self, key: str) -> SmsReceipt | None:
+        return None  # Twilio has no lookup by our key: an unknown outcome stays unknown
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         url = f"{self.base}/2010-04-01/Accounts/{quote(self.sid, safe='')}/{path}"
@@ -177,6 +188,9 @@ class SmsRuProvider:
         )
         entry: dict[str, Any] = (body.get("sms") or {}).get(message_id, {})
         return _SMSRU_STATUS.get(int(entry.get("status_code", 100)), "queued")
+
+    def find(self, key: str) -> SmsReceipt | None:
+        return None  # SMS.ru has no lookup by our key: an unknown outcome stays unknown
 
     def _request(self, path: str, form: dict[str, str]) -> dict[str, Any]:
         resp = _http(self.http, "POST", f"{self.base}/{path}", data=form, timeout=self.timeout)
