@@ -13,7 +13,8 @@ changing any character of a token invalidates it.
 The link names the record that receives the message (a deal's contact or company, as the
 consent fields are read from it), and the channel. Applying it adds the record to the
 suppression list at once (sending stops there) and writes ``"Y"`` to the portal's consent
-field in a job (the page answers without waiting for Bitrix24's limiter).
+field in a job (the page answers without waiting for Bitrix24's limiter); a write the job could
+not make (the portal was unavailable) is queued again by :func:`sweep_pending_consent`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -36,8 +38,8 @@ from marketapp.actions.base import ENTITY_METHODS, ActionContext, Target, commun
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
 from marketapp.config import get_config
 from marketapp.db import db_session
-from marketapp.jobs import enqueue, job
-from marketapp.models import ChannelSettings, Portal, Suppression
+from marketapp.jobs import enqueue, job, periodic
+from marketapp.models import ChannelSettings, Portal, PortalStatus, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ TAG_BYTES = 16
 MAX_TOKEN = 64  # far above any real token (about 30 characters): refused before decoding
 _ENTITIES = ("CONTACT", "COMPANY", "LEAD", "DEAL")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+# A consent write still pending this long after its last change lost its job (the portal was
+# unavailable, or the retries ran out): the sweeper queues it again.
+PENDING_AGAIN_AFTER = timedelta(minutes=10)
+_SWEEP_BATCH = 500
 
 Ref = tuple[str, int]
 
@@ -258,7 +264,7 @@ def write_consent(portal_id: int, suppression_id: int) -> None:
     try:
         client_for(portal).call(method, params, idempotent=True)
     except PortalUnavailable:
-        return  # parked: stays pending, written at the next unsubscribe click of the record
+        return  # stays pending: :func:`sweep_pending_consent` queues it again later
     except BitrixError as exc:
         if exc.retryable:
             raise
@@ -268,4 +274,25 @@ def write_consent(portal_id: int, suppression_id: int) -> None:
         session.commit()
         return
     row.crm_state = "written"
+    session.commit()
+
+
+@periodic(every_minutes=15)
+def sweep_pending_consent() -> None:
+    """Queue again the consent writes left pending (their job gave up while the portal was
+    unavailable, or ran out of retries) of portals that work; the write is idempotent."""
+    session = db_session()
+    working = select(Portal.id).where(Portal.status == PortalStatus.ACTIVE)
+    rows = session.execute(
+        select(Suppression.portal_id, Suppression.id)
+        .where(
+            Suppression.crm_state == "pending",
+            Suppression.portal_id.in_(working),
+            Suppression.updated_at < datetime.now(UTC) - PENDING_AGAIN_AFTER,
+        )
+        .order_by(Suppression.id)
+        .limit(_SWEEP_BATCH)
+    ).all()
+    for portal_id, row_id in rows:
+        enqueue(write_consent, int(portal_id), int(row_id), session=session)
     session.commit()
