@@ -86,19 +86,20 @@ log = logging.getLogger(__name__)
 # Records claimed at one step: one read request (2,500 records) and full batches of 50
 # commands. A group that lost its worker is retried in smaller groups (a record that crashes
 # the worker every time ends up alone, and fails alone).
-GROUP_SIZE = 1000
+GROUP_SIZE = 2500
 TAKEOVER_GROUP_SIZES = (GROUP_SIZE, 50, 1)
 # A job run stops after this long (or SLICE groups) and queues itself again, so robot calls of
 # the same portal (which share its limiter and the worker's threads) get their turns.
 SLICE = 4
 SLICE_SECONDS = 10.0
-LEASE = timedelta(minutes=5)
+# A group of 2,500 at the standard plan's 2 requests/s takes about a minute per acting step.
+LEASE = timedelta(minutes=10)
 MAX_TRIES = 5  # transient failures of one step before the record ends failed
 MAX_TAKEOVERS = 3  # leases lost (a worker died on the group) before the record ends failed
 LEASES = Leases(Enrollment, EnrollmentState.PENDING, EnrollmentState.RUNNING, LEASE)
-# Skips that are about the record itself: it cannot go on.
-# A launch with due work that no job touched for this long gets a job from the sweeper.
-IDLE = timedelta(seconds=30)
+# A launch with due work that no job touched for this long gets a job from the sweeper (a
+# live job chain touches its launch at every group it claims).
+IDLE = timedelta(minutes=2)
 # Queue the job for a wait that ends within this many seconds (the sweeper does the rest).
 WAKE_AHEAD = 60.0
 RECORD_REASONS = {"not_found", "unsupported_document", "access_denied", "unreadable"}
@@ -426,6 +427,8 @@ class LaunchRun:
     # running a step
 
     def step(self, group: list[Enrollment]) -> None:
+        self.row.updated_at = datetime.now(UTC)  # a job is on it (the sweeper looks)
+        self.session.commit()  # before any request: the limiter's writes must not wait on ours
         path = group[0].step
         step = self.plan.steps.get(path)
         if step is not None:
@@ -455,6 +458,7 @@ class LaunchRun:
         gate = gates.Gate(policies, window, caps, channels)
         if gate.idle:
             return group
+        group = self._drop_restarted(group, path)  # about to be put back: not if restarted
         records: dict[int, dict[str, Any]] = {}
         if gate.reads:
             # A record that is gone or unreadable is reported by the step itself.
@@ -481,6 +485,16 @@ class LaunchRun:
         # Settled before the step's requests: the limiter's own writes must not wait on ours.
         self.session.commit()
         return [e for e in group if e.id not in results and e.id not in decided.later]
+
+    def _drop_restarted(self, group: list[Enrollment], path: str) -> list[Enrollment]:
+        """Records that entered again meanwhile (``restart``) stop here instead of going on."""
+        self._refresh_state(group)
+        gone = [e for e in group if e.id in self._restarted]
+        if gone:
+            stopped = Settled("stopped", "restarted", ends=EnrollmentState.STOPPED)
+            self._settle(dict.fromkeys((e.id for e in gone), stopped), gone, path)
+            self.session.commit()
+        return [e for e in group if e.id not in self._restarted]
 
     def _gate_fields(self, gate: gates.Gate) -> set[str]:
         fields = window_fields(gate.window, self.row.entity_type)
@@ -784,6 +798,9 @@ class LaunchRun:
         """A transient failure: the group waits ``2**tries`` seconds (capped); after
         ``MAX_TRIES`` its records end failed. Returns the delay."""
         self.session.rollback()
+        group = self._drop_restarted(group, group[0].step)
+        if not group:
+            return 0.0
         tries = max(e.tries for e in group) + 1
         if tries >= MAX_TRIES:
             self.fail_group(group, "transient", why)

@@ -34,7 +34,8 @@ class Gate:
     policies: Policies
     window: SendWindow | None
     caps: list[Cap]
-    channels: list[str]  # the channels the step (and the steps run with it) send on
+    # The channels the step (and the steps run with it) send on, and how many messages on each.
+    channels: Mapping[str, int]
 
     @property
     def reads(self) -> bool:
@@ -55,8 +56,13 @@ class Decisions:
     capped: set[int] = field(default_factory=set)  # ids that skip the step (over a cap)
 
 
-def channels_of(steps: Sequence[Any]) -> list[str]:
-    return sorted({CHANNEL_OF[s.action] for s in steps if s.action in CHANNEL_OF})
+def channels_of(steps: Sequence[Any]) -> dict[str, int]:
+    """How many messages the steps send per channel (steps run together may send several)."""
+    counts: dict[str, int] = {}
+    for s in steps:
+        if s.action in CHANNEL_OF:
+            counts[CHANNEL_OF[s.action]] = counts.get(CHANNEL_OF[s.action], 0) + 1
+    return counts
 
 
 def decide(
@@ -112,8 +118,10 @@ def _cap(
     """Records over a cap on any of the step's channels wait for room (then for the window to
     open) or skip the step."""
     refs = {e.id: (e.entity_type, e.entity_id) for e in group}
-    for channel in gate.channels:
-        free = room(session, portal_id, channel, list(set(refs.values())), at, gate.caps)
+    for channel, messages in gate.channels.items():
+        # Room for all of them: a cap of N leaves room when at most N - messages were sent.
+        caps = [c.model_copy(update={"count": max(1, c.count - messages + 1)}) for c in gate.caps]
+        free = room(session, portal_id, channel, list(set(refs.values())), at, caps)
         for e in group:
             when = free.get(refs[e.id])
             if when is None:

@@ -372,3 +372,41 @@ def test_set_variable_feeds_conditions_and_templates_and_errors_skip(
     failed = by_launch(seeded, broken, ids)
     settle(seeded)
     assert states(seeded, failed) == {"skipped:expression_error": 2}
+
+
+def test_two_sms_steps_run_together_need_room_for_both(seeded: Installed, clock: Clock) -> None:
+    person = next(c for c in seeded.portal("/crm/contact") if _sms_phone(c))
+    cid = int(person["ID"])
+
+    def cap(session: Any) -> None:
+        channel_settings(session, portal_of(session)).caps = [
+            {"channel": "sms", "count": 2, "period": "day"}
+        ]
+        session.commit()
+
+    in_app(seeded, cap)
+    run_robot(seeded, "send_sms", f"CONTACT_{cid}", text="From the robot")
+    settle(seeded)
+    both = [SMS_ONLY, {**SMS_ONLY, "text": "Second", "run": "with_previous"}]
+    launch_id = by_launch(seeded, with_policies(*both, key="two-sms", capped="skip"), [cid])
+    settle(seeded)
+    # One SMS of room left, two to send together: the pair is skipped, not half sent.
+    assert deliveries(seeded.devportal, seeded.app.app, seeded.member_id).sms[cid] == 1
+    assert status(seeded, launch_id)["steps"]["steps[0]"]["skipped"] == {"capped": 1}
+
+
+def test_restart_while_deferred_stops_the_earlier_entry(seeded: Installed, clock: Clock) -> None:
+    window = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"}
+    at(clock, datetime(2026, 12, 4, 19, 30, tzinfo=UTC))  # Friday evening: deferred to Monday
+    person = next(c for c in seeded.portal("/crm/contact") if _sms_phone(c))
+    cid = int(person["ID"])
+    defn = with_policies(SMS_ONLY, key="restarted", window=window, reentry="restart")
+    first = by_launch(seeded, defn, [cid])
+    settle(seeded)
+    second = by_launch(seeded, defn, [cid])
+    settle(seeded)
+    assert states(seeded, first) == {"stopped:restarted": 1}
+    at(clock, datetime(2026, 12, 7, 9, 1, tzinfo=UTC))
+    sweep(seeded)
+    assert states(seeded, second) == {"done": 1}
+    assert deliveries(seeded.devportal, seeded.app.app, seeded.member_id).sms[cid] == 1
