@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import or_, select
 
-from marketapp.actions.base import ActionContext
+from marketapp.actions.base import ENTITY_METHODS, ActionContext
 from marketapp.bitrix.client import client_for, client_for_user
 from marketapp.bitrix.errors import BitrixError
 from marketapp.bitrix.http import shared_session
@@ -46,7 +46,9 @@ from marketapp.scenarios.preview import (
     PreviewReport,
     Selection,
     SelectionError,
+    check_filter,
     launching_user,
+    list_pages,
     preview_scenario,
 )
 from marketapp.scenarios.robot import active_scenarios
@@ -150,14 +152,15 @@ def _ids(value: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def _values(defn: ScenarioDefinition, raw: Any, language: str) -> dict[str, Any]:
+def _values(portal: Portal, defn: ScenarioDefinition, raw: Any, language: str) -> dict[str, Any]:
     """The launch values, checked; 400 with one message per field otherwise."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise AppError(_("The parameters must be a JSON object."), code="bad_request")
+    codes = set(constant_values(db_session(), portal))
     try:
-        return launch_values(defn, raw, language=language)
+        return launch_values(defn, raw, language=language, constants=codes)
     except DefinitionError as exc:
         raise FieldErrors(exc) from exc
 
@@ -207,11 +210,14 @@ def preview(session: PortalSession, portal: Portal) -> ResponseReturnValue:
     data = _body()
     entity, _placement_code = _placement(session, data)
     version, defn = _scenario(portal, data.get("scenario"), entity)
-    ids = _ids(data.get("ids"))
-    values = _values(defn, data.get("params"), session.language)
+    values = _values(portal, defn, data.get("params"), session.language)
     client, _token = _user_client(session, portal)
-    report = _run_preview(session, portal, client, defn, values, Selection(entity, ids=ids))
-    return jsonify(preview_view(report, defn, entity))
+    selection, total = _preview_selection(client, entity, data)
+    report = _run_preview(session, portal, client, defn, values, selection)
+    view = preview_view(report, defn, entity)
+    if total is not None:  # a filter: the first records of how many
+        view["matching"] = total
+    return jsonify(view)
 
 
 def _run_preview(
@@ -344,6 +350,150 @@ def reason_label(reason: str) -> str:
     return str(labels.get(reason, reason))
 
 
+# -- a filter built in the page ---------------------------------------------------------------
+
+# The launcher's operators as legacy ``crm.<entity>.list`` filter prefixes ("empty": equal to "").
+FILTER_OPERATORS = {"=": "=", "!=": "!", ">": ">", "<": "<", "contains": "%", "empty": "="}
+MAX_CONDITIONS = 10
+# Field types a condition can test (files and multi-value links cannot be compared).
+_UNFILTERABLE = {"file", "crm_multifield", "location", "resourcebooking", "iblock_section"}
+
+
+class FilterError(AppError):
+    """A condition of the page's filter the portal would not accept: its row and why."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message, status=400, code="bad_filter")
+        self.row = row
+
+
+@bp.errorhandler(FilterError)
+def _filter_error(exc: FilterError) -> ResponseReturnValue:
+    return jsonify(error=exc.code, error_description=exc.message, row=exc.row), exc.status
+
+
+def _known_fields(client: Any, entity: str) -> dict[str, Any]:
+    """``crm.<entity>.fields`` with the user's own token."""
+    try:
+        known = client.call(f"{ENTITY_METHODS[entity]}.fields").result
+    except BitrixError as exc:
+        raise _portal_error(exc) from exc
+    return known if isinstance(known, dict) else {}
+
+
+def filter_fields(known: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The fields a condition may test, with their labels and (lists) their values."""
+    found = []
+    for code, spec in known.items():
+        if not isinstance(spec, dict) or spec.get("type") in _UNFILTERABLE:
+            continue
+        label = spec.get("filterLabel") or spec.get("formLabel") or spec.get("title") or code
+        field: dict[str, Any] = {"code": str(code), "label": str(label), "type": spec.get("type")}
+        items = spec.get("items")
+        if isinstance(items, list):
+            field["items"] = [{"value": str(i.get("ID")), "label": str(i.get("VALUE"))}
+                              for i in items if isinstance(i, dict)]  # fmt: skip
+        found.append(field)
+    return sorted(found, key=lambda f: (f["code"] != "ID", f["label"].lower()))
+
+
+def conditions_of(rows: Any) -> dict[str, Any]:
+    """The page's condition rows (``{"field", "op", "value"}``) as a ``crm.*.list`` filter."""
+    if not isinstance(rows, list) or not rows:
+        raise FilterError(_("Add at least one condition to the filter."))
+    if len(rows) > MAX_CONDITIONS:
+        raise FilterError(_("At most %(n)s conditions.", n=MAX_CONDITIONS))
+    conditions: dict[str, Any] = {}
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict) or row.get("op") not in FILTER_OPERATORS:
+            raise FilterError(_("Choose a field and a condition."), n)
+        field = str(row.get("field") or "")
+        value = "" if row["op"] == "empty" else row.get("value")
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise FilterError(_("The value must be text or a number."), n)
+        if row["op"] != "empty" and str(value).strip() == "":
+            raise FilterError(_("Enter a value."), n)
+        key = FILTER_OPERATORS[row["op"]] + field
+        if key in conditions:
+            raise FilterError(_("Each field and condition may be used once."), n)
+        conditions[key] = str(value)[:255] if isinstance(value, str) else value
+    return conditions
+
+
+def _filter(client: Any, entity: str, rows: Any) -> dict[str, Any]:
+    """The page's filter checked against the entity's fields (the user's view of them)."""
+    conditions = conditions_of(rows)
+    try:
+        return check_filter(entity, conditions, _known_fields(client, entity))
+    except SelectionError as exc:
+        keys = list(conditions)
+        at = next((i for i, k in enumerate(keys) if exc.field and k.endswith(exc.field)), None)
+        raise FilterError(str(exc), at) from exc
+
+
+def count_matching(client: Any, entity: str, conditions: Mapping[str, Any]) -> int:
+    """How many records match: one ``crm.<entity>.list`` call (``start=0``) read for ``total``."""
+    method = f"{ENTITY_METHODS[entity]}.list"
+    params = {"filter": dict(conditions), "select": ["ID"], "order": {"ID": "ASC"}, "start": 0}
+    try:
+        answer = client.call(method, params)
+    except BitrixError as exc:
+        raise _portal_error(exc) from exc
+    if answer.total is not None:
+        return int(answer.total)
+    return len(answer.result) if isinstance(answer.result, list) else 0
+
+
+def _first_ids(
+    client: Any, entity: str, conditions: Mapping[str, Any]
+) -> tuple[tuple[int, ...], int]:
+    """The ids of the first :data:`MAX_PICKED` matching records, and how many match."""
+    ids: list[int] = []
+    total = 0
+    method = f"{ENTITY_METHODS[entity]}.list"
+    try:
+        for rows, found in list_pages(client, method, conditions, ["ID"]):
+            total = found
+            ids.extend(int(r["ID"]) for r in rows)
+            if len(ids) >= MAX_PICKED:
+                break
+    except BitrixError as exc:
+        raise _portal_error(exc) from exc
+    return tuple(ids[:MAX_PICKED]), total
+
+
+def _preview_selection(
+    client: Any, entity: str, data: Mapping[str, Any]
+) -> tuple[Selection, int | None]:
+    """Hand-picked ids as they are; a filter's first records (a preview never reads them all)."""
+    if data.get("recipients") != "filter":
+        return Selection(entity, ids=_ids(data.get("ids"))), None
+    ids, total = _first_ids(client, entity, _filter(client, entity, data.get("filter")))
+    if not ids:
+        raise FilterError(_("No records match the filter."))
+    return Selection(entity, ids=ids), total
+
+
+@bp.post("/fields")
+@page_api()
+def fields(session: PortalSession, portal: Portal) -> ResponseReturnValue:
+    """The fields a filter of this placement's entity may test (as the user sees them)."""
+    entity, _placement_code = _placement(session, _body())
+    client, _token = _user_client(session, portal)
+    return jsonify(fields=filter_fields(_known_fields(client, entity)))
+
+
+@bp.post("/count")
+@page_api()
+def count(session: PortalSession, portal: Portal) -> ResponseReturnValue:
+    """How many records the filter matches, read with the user's own rights."""
+    data = _body()
+    entity, _placement_code = _placement(session, data)
+    client, _token = _user_client(session, portal)
+    conditions = _filter(client, entity, data.get("filter"))
+    return jsonify(count=count_matching(client, entity, conditions))
+
+
 # -- launch ----------------------------------------------------------------------------------
 
 
@@ -354,18 +504,21 @@ def start(session: PortalSession, portal: Portal) -> ResponseReturnValue:
     data = _body()
     entity, _placement_code = _placement(session, data)
     version, defn = _scenario(portal, data.get("scenario"), entity)
-    ids = _ids(data.get("ids"))
-    values = _values(defn, data.get("params"), session.language)
+    values = _values(portal, defn, data.get("params"), session.language)
     key = str(data.get("idempotency_key") or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,40}", key):
         raise AppError(_("Reload the page and launch again."), code="bad_idempotency_key")
     client, token = _user_client(session, portal)
+    if data.get("recipients") == "filter":
+        selection = Selection(entity, filter=_filter(client, entity, data.get("filter")))
+    else:
+        selection = Selection(entity, ids=_ids(data.get("ids")))
     try:
         row = launches.launch(
             db_session(),
             portal,
             version,
-            Selection(entity, ids=ids),
+            selection,
             json.loads(json.dumps(values, default=str)),
             session.user_id,
             token,

@@ -71,8 +71,23 @@
     });
     var choose = document.getElementById("choose-records");
     if (choose) { choose.addEventListener("click", function () { self.choose(); }); }
+    root.querySelectorAll('input[name="recipients"]').forEach(function (radio) {
+      radio.addEventListener("change", function () { self.showRecipients(); });
+    });
+    this.filter = new FilterBuilder(this);
     root.querySelectorAll("form.launch-form").forEach(function (form) { self.wire(form); });
+    root.querySelectorAll("[data-choose-employee]").forEach(function (button) { chooseEmployee(button); });
   }
+  Launcher.prototype.recipients = function () {
+    var which = this.root.querySelector('input[name="recipients"]:checked');
+    return which ? which.value : "picked";
+  };
+  Launcher.prototype.showRecipients = function () {
+    var filter = this.recipients() === "filter";
+    document.getElementById("filter-box").hidden = !filter;
+    if (filter) { this.filter.open(); }
+    fit();
+  };
   Launcher.prototype.showForm = function (key) {
     this.root.querySelectorAll("form.launch-form").forEach(function (form) {
       form.hidden = form.dataset.scenario !== key;
@@ -107,8 +122,7 @@
     fit();
   };
   Launcher.prototype.ids = function () {
-    var which = this.root.querySelector('input[name="recipients"]:checked');
-    if (which && which.value === "record") { return [this.root.dataset.record]; }
+    if (this.recipients() === "record") { return [this.root.dataset.record]; }
     return this.picked.map(function (r) { return r.id; });
   };
   Launcher.prototype.values = function (form) {
@@ -120,8 +134,10 @@
     return values;
   };
   Launcher.prototype.payload = function (form) {
-    return {context: this.root.dataset.context, scenario: form.dataset.scenario,
-            ids: this.ids(), params: this.values(form)};
+    var body = {context: this.root.dataset.context, scenario: form.dataset.scenario,
+                recipients: this.recipients(), params: this.values(form)};
+    if (body.recipients === "filter") { body.filter = this.filter.rows(); } else { body.ids = this.ids(); }
+    return body;
   };
   Launcher.prototype.showErrors = function (form, res) {
     form.querySelectorAll(".field-error").forEach(function (n) { n.textContent = ""; });
@@ -138,8 +154,9 @@
     fit();
   };
   Launcher.prototype.ready = function (form) {
-    if (this.ids().length) { return true; }
-    this.showErrors(form, {ok: false, body: {error_description: T.choose_first}});
+    var filter = this.recipients() === "filter";
+    if (filter ? this.filter.rows().length : this.ids().length) { return true; }
+    this.showErrors(form, {ok: false, body: {error_description: filter ? T.filter_first : T.choose_first}});
     return false;
   };
   Launcher.prototype.wire = function (form) {
@@ -153,6 +170,7 @@
         self.showErrors(form, res);
         out.textContent = "";
         if (res.ok) { renderPreview(out, res.body); } else { out.hidden = true; }
+        if (!res.ok && res.body && res.body.error === "bad_filter") { self.filter.showError(res.body); }
         fit();
       });
     });
@@ -165,7 +183,11 @@
       body.idempotency_key = form.dataset.idempotencyKey;
       api("/api/launch/start", "POST", body).then(function (res) {
         self.showErrors(form, res);
-        if (!res.ok) { button.disabled = false; return; }
+        if (!res.ok) {
+          button.disabled = false;
+          if (res.body && res.body.error === "bad_filter") { self.filter.showError(res.body); }
+          return;
+        }
         if (self.root.dataset.fromList && bx()) { BX24.placement.call("reloadData"); }
         navigate("/placements/launches/" + res.body.id);
       });
@@ -188,6 +210,128 @@
       });
     });
   };
+
+  // A CRM filter built in the page: field, condition and value rows; the count follows as
+  // the rows change (debounced; an answer to an older filter is dropped).
+  function FilterBuilder(launcher) {
+    this.launcher = launcher;
+    this.box = document.getElementById("filter-box");
+    this.list = document.getElementById("filter-rows");
+    this.fields = null;
+    this.timer = null;
+    this.asked = 0;
+    var self = this;
+    if (!this.box) { return; }
+    document.getElementById("add-condition").addEventListener("click", function () { self.add(true); });
+    this.list.addEventListener("change", function (e) { self.changed(e.target); });
+    this.list.addEventListener("input", function (e) { self.changed(e.target); });
+    this.list.addEventListener("click", function (e) {
+      var remove = e.target.closest(".c-remove");
+      if (!remove) { return; }
+      var row = remove.closest("li"), next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      var focus = next ? next.querySelector(".c-field") : document.getElementById("add-condition");
+      focus.focus();
+      self.schedule();
+    });
+  }
+  FilterBuilder.prototype.open = function () {
+    var self = this;
+    if (this.fields) { return; }
+    this.fields = [];
+    api("/api/launch/fields", "POST", {context: this.launcher.root.dataset.context}).then(function (res) {
+      if (!res.ok) { self.showError(res.body); self.fields = null; return; }
+      self.fields = res.body.fields;
+      if (!self.list.children.length) { self.add(false); }
+    });
+  };
+  FilterBuilder.prototype.add = function (focus) {
+    var row = document.getElementById("condition-template").content.firstElementChild.cloneNode(true);
+    var select = row.querySelector(".c-field");
+    (this.fields || []).forEach(function (f) {
+      select.appendChild(el("option", {value: f.code, text: f.label + " (" + f.code + ")"}));
+    });
+    this.list.appendChild(row);
+    this.fit(row);
+    if (focus) { select.focus(); }
+    this.schedule();
+    fit();
+  };
+  FilterBuilder.prototype.field = function (code) {
+    return (this.fields || []).filter(function (f) { return f.code === code; })[0] || {};
+  };
+  // A list field offers its values; "is empty" needs no value.
+  FilterBuilder.prototype.fit = function (row) {
+    var field = this.field(row.querySelector(".c-field").value);
+    var op = row.querySelector(".c-op").value, choice = row.querySelector(".c-choice");
+    var input = row.querySelector(".c-value"), items = field.items || [];
+    if (choice.dataset.field !== field.code) {
+      choice.textContent = "";
+      items.forEach(function (i) { choice.appendChild(el("option", {value: i.value, text: i.label})); });
+      choice.dataset.field = field.code || "";
+    }
+    choice.hidden = op === "empty" || !items.length;
+    input.hidden = op === "empty" || !!items.length;
+    var kinds = {integer: "number", double: "number", date: "date", datetime: "date"};
+    input.type = kinds[field.type] || "text";
+  };
+  FilterBuilder.prototype.changed = function (target) {
+    var row = target.closest("li");
+    if (row && (target.classList.contains("c-field") || target.classList.contains("c-op"))) { this.fit(row); }
+    this.schedule();
+  };
+  FilterBuilder.prototype.rows = function () {
+    var out = [];
+    this.list.querySelectorAll("li.condition").forEach(function (row) {
+      var choice = row.querySelector(".c-choice"), input = row.querySelector(".c-value");
+      out.push({field: row.querySelector(".c-field").value, op: row.querySelector(".c-op").value,
+                value: choice.hidden ? input.value : choice.value});
+    });
+    return out;
+  };
+  FilterBuilder.prototype.schedule = function () {
+    var self = this;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(function () { self.count(); }, 400);
+  };
+  FilterBuilder.prototype.count = function () {
+    var self = this, asked = ++this.asked, out = document.getElementById("filter-count");
+    var rows = this.rows();
+    this.showError(null);
+    if (!rows.length) { out.textContent = ""; delete out.dataset.count; return; }
+    out.textContent = T.counting;
+    api("/api/launch/count", "POST", {context: this.launcher.root.dataset.context, filter: rows})
+      .then(function (res) {
+        if (asked !== self.asked) { return; }  // the filter changed meanwhile
+        if (!res.ok) { out.textContent = ""; delete out.dataset.count; self.showError(res.body); return; }
+        out.dataset.count = res.body.count;
+        out.textContent = fmt(T.matching, {n: res.body.count});
+        fit();
+      });
+  };
+  FilterBuilder.prototype.showError = function (body) {
+    var node = document.getElementById("filter-error");
+    this.list.querySelectorAll("[aria-invalid]").forEach(function (n) { n.removeAttribute("aria-invalid"); });
+    node.textContent = body ? (body.error_description || T.error) : "";
+    var row = body && body.row !== undefined && body.row !== null ? this.list.children[body.row] : null;
+    if (row) { row.querySelector(".c-field").setAttribute("aria-invalid", "true"); }
+  };
+
+  // An employee parameter: the portal's user picker (BX24.selectUser) fills in the ID.
+  function chooseEmployee(button) {
+    var input = document.getElementById(button.dataset.chooseEmployee);
+    var shown = document.getElementById(button.dataset.chooseEmployee + "-name");
+    button.addEventListener("click", function () {
+      if (!bx() || !BX24.selectUser) { input.focus(); return; }
+      BX24.selectUser(function (user) {
+        if (!user || !user.id) { button.focus(); return; }
+        input.value = String(user.id);
+        shown.textContent = fmt(T.chosen_employee, {name: user.name || user.id});
+        input.dispatchEvent(new Event("input"));
+        button.focus();
+      });
+    });
+  }
 
   function watchSms(input) {
     var out = document.getElementById(input.id + "-size"), timer = null;
@@ -219,6 +363,10 @@
       stat(T.eta, fmt(T.seconds, {n: Math.ceil(data.eta.seconds || 0)}), "eta")
     ]);
     out.appendChild(stats);
+    if (data.matching !== undefined) {
+      out.appendChild(el("p", {"class": "muted", "data-matching": String(data.matching),
+                               text: fmt(T.preview_first, {shown: data.records, n: data.matching})}));
+    }
     out.appendChild(el("h3", {text: T.reasons}));
     if (!data.reasons.length) { out.appendChild(el("p", {"class": "muted", text: T.no_skips})); }
     data.reasons.forEach(function (group) {
@@ -257,6 +405,10 @@
     root.querySelector('[data-action="stop"]').addEventListener("click", function () { self.stop(); });
     root.querySelector('[data-action="undo"]').addEventListener("click", function () { self.undo(); });
     root.querySelector('[data-action="csv"]').addEventListener("click", function () { self.csv(); });
+    var close = root.querySelector('[data-action="close"]');
+    if (close) {
+      close.addEventListener("click", function () { if (bx() && BX24.closeApplication) { BX24.closeApplication(); } });
+    }
     var search = document.getElementById("log-search"), timer = null;
     search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(function () { self.log(); }, 250); });
     this.poll();

@@ -154,7 +154,32 @@ def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:
         return context
     if target.entity_type == "DEAL":
         context.setdefault("client", {})  # a deal without a client renders client.X empty
-    return {**ctx.template_globals, **ctx.record_globals.get(target.key, {}), **context}
+    merged = {**ctx.template_globals, **ctx.record_globals.get(target.key, {}), **context}
+    params = merged.get("params")
+    if isinstance(params, dict) and any(is_template(v) for v in params.values()):
+        merged["params"] = _rendered_params(params, merged)
+    return merged
+
+
+# A launch parameter's text ("Hello {{ contact.NAME }}") is a template rendered per record; its
+# output is bounded like a parameter's longest allowed value.
+PARAM_TEXT_LIMIT = 100_000
+
+
+def is_template(value: Any) -> bool:
+    """Whether a parameter value holds template markup (plain text is used as it is)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
+
+
+def _rendered_params(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each template value rendered for this record (``context``); a value
+    never sees another rendered one (``params.*`` is refused in values at launch)."""
+    return {
+        key: templating.render(value, context, limit=PARAM_TEXT_LIMIT)
+        if is_template(value)
+        else value
+        for key, value in params.items()
+    }
 
 
 class Draft(Protocol):

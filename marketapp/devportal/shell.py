@@ -245,6 +245,27 @@ def select_crm_data() -> Response:
     return Response(json.dumps(out), mimetype="application/json")
 
 
+@bp.get("/_shell/select-users")
+def select_users_data() -> Response:
+    """Active employees for BX24.selectUser(s), in the shape the dialog answers with."""
+    emu, portal = _ctx()
+    with emu.lock:
+        users = [
+            {
+                "id": str(u.id),
+                "name": f"{u.name} {u.last_name}".strip(),
+                "photo": "",
+                "position": u.position,
+                "url": f"/company/personal/user/{u.id}/",
+                "sub": False,
+                "supervisor": False,
+            }
+            for u in portal.users.values()
+            if u.active
+        ]
+    return Response(json.dumps(users), mimetype="application/json")
+
+
 def _title(record: dict[str, Any]) -> str:
     name = " ".join(str(record.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
     return str(record.get("TITLE") or name)

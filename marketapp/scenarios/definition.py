@@ -22,8 +22,10 @@ from typing import Annotated, Any, Final, Literal
 from flask_babel import force_locale, gettext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from marketapp.actions.base import is_template
 from marketapp.actions.records import parse_assignments
 from marketapp.actions.sandbox import TemplateProblem
+from marketapp.actions.templating import check as check_template
 from marketapp.scenarios import expressions as ex
 from marketapp.scenarios import steps as st
 from marketapp.scenarios import typed
@@ -783,12 +785,18 @@ def value_problem(
 
 
 def launch_values(
-    defn: ScenarioDefinition, values: dict[str, Any], *, language: str = "en"
+    defn: ScenarioDefinition,
+    values: dict[str, Any],
+    *,
+    language: str = "en",
+    constants: set[str] | None = None,
 ) -> dict[str, Any]:
     """The launch form's values checked against the parameters, defaults filled in.
 
     Raises :class:`DefinitionError` with paths ``params.<key>``. Values come back typed
-    (``Decimal``, ``date``, ``datetime``, ``int`` …).
+    (``Decimal``, ``date``, ``datetime``, ``int`` …). A string or text value with template
+    markup is rendered per record (``actions.base.render_context``): it must parse and use only
+    names a step may (never ``params``); ``constants``, when given, are the portal's codes.
     """
     problems: list[Problem] = []
     result: dict[str, Any] = {}
@@ -808,9 +816,41 @@ def launch_values(
             problems.append(Problem(f"params.{param.key}", message(language, code, **extra)))
             continue
         result[param.key] = coerce(param.type, raw, param)
+        if param.type in ("string", "text"):
+            found = _value_template(defn, param, result[param.key], language, constants)
+            problems.extend(found[:1])
     if problems:
         raise DefinitionError(problems)
     return result
+
+
+# A parameter value that is a template is bounded like a task description when the parameter
+# sets no length of its own.
+PARAM_TEMPLATE_MAX = 20_000
+
+
+def _value_template(
+    defn: ScenarioDefinition,
+    param: Parameter,
+    value: str,
+    language: str,
+    constants: set[str] | None,
+) -> list[Problem]:
+    """Why a template in a parameter value cannot be rendered per record (or nothing)."""
+    if not is_template(value):
+        return []
+    checker = _Checker(defn, language, None, constants)
+    path = f"params.{param.key}"
+    if param.max_length is None and len(value) > PARAM_TEMPLATE_MAX:
+        return [checker.problem(path, "too_long", max_length=PARAM_TEMPLATE_MAX)]
+    try:
+        check_template(value)
+    except TemplateProblem as exc:
+        return [checker.problem(path, "template", detail=_template_detail(exc))]
+    refused = sorted(analyse(value).names & {"params", *MESSAGE_NAMES})
+    if refused:
+        return [checker.problem(path, "unknown_variable", name=refused[0])]
+    return list(checker._template(path, value))
 
 
 # -- requirements and digest --------------------------------------------------------------

@@ -234,3 +234,80 @@ def test_contexts_tokens_and_other_users_launches_are_refused(installed: Install
     assert "SMS offer" not in company.html
     refused = company.call("POST", "/api/launch/preview", **company.body(["1"]))
     assert refused.status_code == 400 and refused.json()["error"] == "unknown_scenario"
+
+
+def test_filter_fields_count_preview_and_launch(installed: Installed) -> None:
+    installed.portal("/seed", "POST", n=120)
+    add_scenario(installed)
+    page = Page(installed, "CRM_CONTACT_LIST_TOOLBAR")
+    fields = page.call("POST", "/api/launch/fields", context=page.context).json()["fields"]
+    by_code = {f["code"]: f for f in fields}
+    assert by_code["ASSIGNED_BY_ID"]["label"] == "Responsible Person"
+    assert {"value": "101", "label": "VIP"} in by_code["UF_CRM_SEGMENT"]["items"]
+    assert "PHOTO" not in by_code and "PHONE" not in by_code  # a file, a multi-value field
+    records = installed.devportal.emulator.portals[0].crm.records["contact"].values()
+    mine = [r for r in records if int(r["ASSIGNED_BY_ID"]) == 1]
+    vip = [r for r in mine if r.get("UF_CRM_SEGMENT") == "101"]
+    rows = [{"field": "ASSIGNED_BY_ID", "op": "=", "value": "1"}]
+    counted = page.call("POST", "/api/launch/count", context=page.context, filter=rows)
+    assert counted.status_code == 200 and counted.json() == {"count": len(mine)}
+    both = [*rows, {"field": "UF_CRM_SEGMENT", "op": "=", "value": "101"}]
+    assert page.call("POST", "/api/launch/count", context=page.context, filter=both).json() == {
+        "count": len(vip)
+    }
+    named = [{"field": "NAME", "op": "contains", "value": "ann"}]
+    anna = [r for r in records if "ann" in str(r.get("NAME")).lower()]
+    assert page.call("POST", "/api/launch/count", context=page.context, filter=named).json()[
+        "count"
+    ] == len(anna)
+    no_post = [{"field": "POST", "op": "empty"}]
+    empty = [r for r in records if not r.get("POST")]
+    assert page.call("POST", "/api/launch/count", context=page.context, filter=no_post).json()[
+        "count"
+    ] == len(empty)
+    for bad, row in (
+        ([{"field": "NOPE", "op": "=", "value": "1"}], 0),
+        ([*rows, {"field": "NAME", "op": "~", "value": "x"}], 1),
+        ([{"field": "NAME", "op": "=", "value": ""}], 0),
+        ([*rows, *rows], 1),
+        ([{"field": "NAME", "op": "=", "value": {"a": 1}}], 0),
+    ):
+        resp = page.call("POST", "/api/launch/count", context=page.context, filter=bad)
+        assert resp.status_code == 400 and resp.json()["error"] == "bad_filter", resp.text
+        assert resp.json()["row"] == row, (bad, resp.text)
+    assert (
+        page.call("POST", "/api/launch/count", context=page.context, filter=[]).status_code == 400
+    )
+
+    body = {**page.body([]), "recipients": "filter", "filter": both, "params": {"text": "Hi"}}
+    preview = page.call("POST", "/api/launch/preview", **body).json()
+    assert preview["records"] == len(vip) and preview["matching"] == len(vip)
+    started = page.call("POST", "/api/launch/start", **body, idempotency_key=page.key)
+    assert started.status_code == 200, started.text
+
+    def finished() -> dict[str, Any] | None:
+        doc = page.call("GET", f"/api/launch/{started.json()['id']}/status").json()
+        return doc if doc["state"] == "done" else None
+
+    assert wait_for(finished, timeout=60)["total"] == len(vip)
+
+
+def test_parameter_values_are_templates_rendered_per_record(installed: Installed) -> None:
+    installed.portal("/seed", "POST", n=10)
+    add_scenario(installed)
+    page = Page(installed, "CRM_CONTACT_LIST_MENU", ID="1")
+    phones, _no_phone = contacts(installed)
+    names = {int(c["ID"]): c["NAME"] for c in seeded_contacts(installed) if int(c["ID"]) in phones}
+    text = "Hi {{ contact.NAME }}"
+    preview = page.call("POST", "/api/launch/preview", **page.body(phones, params={"text": text}))
+    assert preview.status_code == 200, preview.text
+    (sample,) = preview.json()["samples"]
+    assert sample["text"] == f"Hi {names[phones[0]]} -10%"
+    for bad, en in (
+        ("Hi {{ contact.NAME", "Template error"),
+        ("Hi {{ nobody }}", 'Unknown variable "nobody".'),
+        ("{{ params.discount }}", 'Unknown variable "params".'),
+        ("{{ const.NOPE }}", 'Unknown constant "NOPE".'),
+    ):
+        resp = page.call("POST", "/api/launch/preview", **page.body(phones, params={"text": bad}))
+        assert resp.status_code == 400 and en in resp.json()["fields"]["text"], resp.text

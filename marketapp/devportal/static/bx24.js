@@ -97,6 +97,10 @@
       });
     },
     selectCRM: function (params, cb) { send("selectCRM", params || {}, cb); },
+    // The portal's employee pickers: one user ({id, name, photo, position, url, sub,
+    // supervisor}) or a list of them (BX24.selectUser / BX24.selectUsers in the BX24.js docs).
+    selectUser: function (cb) { send("selectUser", {multiple: false}, cb); },
+    selectUsers: function (cb) { send("selectUsers", {multiple: true}, cb); },
     resizeWindow: function (width, height, cb) { send("resizeWindow", {width: width, height: height}, cb); },
     fitWindow: function (cb) {
       send("fitWindow", {width: "100%", height: document.documentElement.scrollHeight}, cb);

@@ -84,6 +84,33 @@
     });
   }
 
+  // BX24.selectUser(s): the portal's active employees; one answer, or a list for selectUsers.
+  function selectUsers(m, reply) {
+    var multiple = m.cmd === "selectUsers";
+    fetch("/_shell/select-users").then(function (r) { return r.json(); }).then(function (users) {
+      var type = multiple ? "checkbox" : "radio";
+      var html = "<h3>Select employees</h3>";
+      users.forEach(function (u) {
+        html += '<label><input type="' + type + '" name="user" data-user="' + u.id + '"> ' +
+                u.name.replace(/</g, "&lt;") + "</label><br>";
+      });
+      dialog.innerHTML = html + '<button id="select-ok">Select</button> <button id="select-cancel">Cancel</button>';
+      dialog.style.display = "block";
+      document.getElementById("select-ok").onclick = function () {
+        var chosen = [];
+        dialog.querySelectorAll("input:checked").forEach(function (box) {
+          chosen.push(users.filter(function (u) { return String(u.id) === box.dataset.user; })[0]);
+        });
+        dialog.style.display = "none";
+        reply(multiple ? chosen : (chosen[0] || null));
+      };
+      document.getElementById("select-cancel").onclick = function () {
+        dialog.style.display = "none";
+        reply(multiple ? [] : null);
+      };
+    });
+  }
+
   window.addEventListener("message", function (ev) {
     var m = ev.data;
     if (!m || !m.bx24) return;
@@ -111,6 +138,10 @@
         break;
       case "selectCRM":
         recordUi(m, m.params).then(function () { selectCRM(m, reply); });
+        break;
+      case "selectUser":
+      case "selectUsers":
+        recordUi(m, m.params).then(function () { selectUsers(m, reply); });
         break;
       default:  // reloadData, setPropertyValue, fitWindow ... are recorded; unknown ones are ignored
         recordUi(m, m.params).then(function () { reply(true); });
