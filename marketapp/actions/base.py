@@ -166,6 +166,15 @@ def render_context(ctx: ActionContext, target: Target) -> dict[str, Any]:
 PARAM_TEXT_LIMIT = 100_000
 
 
+def param_fields(ctx: ActionContext, used: set[str] | None) -> set[str] | None:
+    """``used`` (an action's fields) plus the record fields the launch's parameter templates
+    read, so a record is read with them (``None``: every field)."""
+    params = ctx.template_globals.get("params")
+    sources = [v for v in params.values() if is_template(v)] if isinstance(params, dict) else []
+    extra = template_fields(*sources)
+    return None if used is None or extra is None else used | extra
+
+
 def is_template(value: Any) -> bool:
     """Whether a parameter value holds template markup (plain text is used as it is)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)

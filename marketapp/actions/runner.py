@@ -32,6 +32,7 @@ from marketapp.actions.base import (
     Target,
     failed,
     load_records,
+    param_fields,
     refused_template,
     sent,
     skipped,
@@ -98,7 +99,7 @@ def preview(
     """What ``action`` would do for each target; records not loaded yet are read first."""
     results: dict[str, Draft | Outcome] = {}
     unread = [t for t in targets if t.record is None]
-    results.update(load_records(ctx.client, unread, action.fields(ctx, params)))
+    results.update(load_records(ctx.client, unread, param_fields(ctx, action.fields(ctx, params))))
     ready = [t for t in targets if t.key not in results]
     if ready:
         results.update(action.preview(ctx, params, ready))
@@ -151,7 +152,7 @@ def _fields_of(
     for action, params in groups:
         if isinstance(params, Outcome):
             continue
-        used = action.fields(ctx, params)
+        used = param_fields(ctx, action.fields(ctx, params))
         if used is None:
             return None
         fields |= used

@@ -48,6 +48,7 @@ from marketapp.actions.base import (
     _attach_deal_clients,
     _select,
     load_records,
+    param_fields,
     refused_template,
     render_context,
 )
@@ -249,6 +250,7 @@ class Preview:
         for path, step in st.walk(self.defn.steps):
             if step.action:
                 used = ACTIONS[step.action].fields(self.ctx, self._params_of(path, step))
+                used = param_fields(self.ctx, used)
                 if used is None:
                     return None
                 wanted |= used

@@ -7,6 +7,7 @@ run in the page. Screenshots of each page land in ``docs/screenshots`` (en and r
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from tests.e2e.test_launch_api import SCENARIO, add_scenario, contacts
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, needs_chromium]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
 TIMEOUT = 30_000
 WAITING: dict[str, Any] = {
     **SCENARIO,
@@ -73,8 +76,34 @@ def open_launcher(page: Page, installed: Installed, user: int = 1, row: int = 0)
 
 
 def shot(page: Page, name: str, language: str) -> None:
+    """A screenshot of the slider for the README, once the page passes the accessibility check."""
+    assert_accessible(page, name)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#slider-frame").screenshot(path=str(SHOTS / f"{name}-{language}.png"))
+
+
+def axe_source() -> str:
+    """The vendored axe-core, checked against the checksum recorded in its README."""
+    data = AXE.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == AXE_SHA256, "tests/vendor/axe-core changed"
+    return data.decode()
+
+
+def assert_accessible(page: Page, name: str) -> None:
+    """axe-core in the slider's frame: no serious or critical violation on the page."""
+    frame = page.frame(name="slider-frame")
+    assert frame is not None
+    if not frame.evaluate("() => !!window.axe"):
+        frame.evaluate(
+            axe_source()
+        )  # through the debugger protocol: the page's CSP allows no inline script
+    result = frame.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    found = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not found, f"{name}: {found}"
 
 
 def choose(page: Page, frame: FrameLocator, ids: list[int]) -> None:
