@@ -16,7 +16,7 @@ from marketapp.channels.network import BlockedHost, operator_config, resolve
 from marketapp.errors import AppError
 from marketapp.models import ChannelSettings, Portal
 from marketapp.scenarios.policies import SendWindow
-from marketapp.scenarios.windows import window_problems
+from marketapp.scenarios.windows import window_problems, zone_named
 
 _FIELD = re.compile(r"^(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z0-9_]*)?$")
 # NUL and other control characters: PostgreSQL refuses NUL, and a line break in an address
@@ -63,6 +63,7 @@ class SettingsForm(BaseModel):
     sms_credentials: dict[str, str] = Field(default_factory=dict)
     sms_max_length: int = Field(default=200, ge=1, le=1600)
     default_country: str = Field(default="RU", pattern=r"^[A-Za-z]{2}$")
+    timezone: str = Field(default="", max_length=64)
     no_email_field: str = Field(default="", max_length=64)
     no_sms_field: str = Field(default="", max_length=64)
     # Replaced as a whole when given; ``null`` clears the window (messages go at any time).
@@ -84,6 +85,14 @@ class SettingsForm(BaseModel):
         value = value.upper()
         if not _FIELD.match(value):
             raise ValueError("must be a CRM field code such as UF_CRM_NO_SMS")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        value = value.strip()
+        if value and zone_named(value) is None:
+            raise ValueError("must be an IANA time zone such as Europe/Moscow, or empty for UTC")
         return value
 
     @field_validator("send_window")
@@ -196,6 +205,7 @@ def public_view(row: ChannelSettings) -> dict[str, Any]:
         "sms_secrets_set": sorted(k for k in credentials if k in SECRET_FIELDS and credentials[k]),
         "sms_max_length": row.sms_max_length,
         "default_country": row.default_country,
+        "timezone": row.timezone,
         "no_email_field": row.no_email_field,
         "no_sms_field": row.no_sms_field,
         "send_window": row.send_window,

@@ -31,6 +31,8 @@ class ChannelSettings(TenantMixin, TimestampMixin, Base):
     sms_credentials: Mapped[str | None] = mapped_column(Encrypted(4096))
     sms_max_length: Mapped[int] = mapped_column(Integer, default=200)
     default_country: Mapped[str] = mapped_column(String(2), default="RU")
+    # The portal's time zone (IANA name) for waits, send windows and schedules; "" is UTC.
+    timezone: Mapped[str] = mapped_column(String(64), default="")
     # CRM fields whose "Y"/true value means the client said no to that channel.
     no_email_field: Mapped[str] = mapped_column(String(64), default="")
     no_sms_field: Mapped[str] = mapped_column(String(64), default="")

@@ -21,6 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from marketapp.models import Portal
 from marketapp.scenarios.definition import PORTAL_FIELDS, USER_FIELDS
 
 
@@ -59,6 +62,14 @@ def user_view(user: Mapping[str, Any]) -> dict[str, Any]:
         str(part) for part in (user.get("NAME"), user.get("LAST_NAME")) if part
     )
     return view
+
+
+def portal_info(session: Session, portal: Portal) -> dict[str, Any]:
+    """:func:`portal_view` of a portal, with the time zone its admin set (else UTC)."""
+    from marketapp.channel_settings import channel_settings
+
+    zone = channel_settings(session, portal).timezone
+    return portal_view(portal.domain, portal.language, zone)
 
 
 def portal_view(domain: str, language: str, timezone: str = "") -> dict[str, Any]:

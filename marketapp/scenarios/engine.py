@@ -71,7 +71,7 @@ from marketapp.models import (
 from marketapp.scenarios import gates
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.constants import constant_values
-from marketapp.scenarios.context import portal_view, template_context, template_values
+from marketapp.scenarios.context import portal_info, template_context, template_values
 from marketapp.scenarios.counters import Deltas, bump
 from marketapp.scenarios.definition import ScenarioDefinition
 from marketapp.scenarios.engine_steps import run_engine_step, write_lines
@@ -333,7 +333,7 @@ class LaunchRun:
         self.plan = plan
         self.defn = plan.defn
         config = get_config()
-        info = portal_view(portal.domain, portal.language)
+        info = portal_info(session, portal)
         self.zone = _zone(str(info.get("timezone") or ""))
         self.constants = constant_values(session, portal)
         self.ctx = ActionContext(

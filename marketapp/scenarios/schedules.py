@@ -39,7 +39,7 @@ from marketapp.jobs import periodic
 from marketapp.models import Launch, Portal, PortalStatus, Scenario, ScenarioSchedule
 from marketapp.scenarios import engine
 from marketapp.scenarios import steps as st
-from marketapp.scenarios.context import portal_view
+from marketapp.scenarios.context import portal_info
 from marketapp.scenarios.definition import DefinitionError, ScenarioDefinition, launch_values
 from marketapp.scenarios.launches import SAMPLE_KEY, LaunchError, launch
 from marketapp.scenarios.preview import Selection, SelectionError, check_filter
@@ -163,7 +163,8 @@ def create_schedule(
     ``user_id`` defaults to the admin whose token the app stores. Raises
     :class:`ScheduleError` (and ``NotFound`` for an unknown scenario)."""
     scenario = get_scenario(session, portal, scenario_key)
-    checked = check_rule(rule, portal_zone(portal), now)  # the checks without the network first
+    # The checks without the network first.
+    checked = check_rule(rule, portal_zone(session, portal), now)
     percent = check_percent(sample_percent)
     defn = _current_definition(session, portal, scenario)
     entity = (entity_type or defn.entity_types[0]).upper()
@@ -249,9 +250,9 @@ def check_percent(value: int | None) -> int | None:
     return value
 
 
-def portal_zone(portal: Portal) -> str:
-    """The portal's time zone as templates see it; UTC when the portal has none."""
-    return str(portal_view(portal.domain, portal.language).get("timezone") or "UTC")
+def portal_zone(session: Session, portal: Portal) -> str:
+    """The portal's time zone (its settings); UTC when the admin set none."""
+    return str(portal_info(session, portal).get("timezone") or "UTC")
 
 
 def get_schedule(session: Session, portal: Portal, schedule_id: int) -> ScenarioSchedule:

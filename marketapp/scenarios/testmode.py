@@ -75,7 +75,7 @@ from marketapp.scenarios import gates
 from marketapp.scenarios import scenario_variables as sv
 from marketapp.scenarios import steps as st
 from marketapp.scenarios.constants import constant_values
-from marketapp.scenarios.context import portal_view, template_context
+from marketapp.scenarios.context import portal_info, template_context
 from marketapp.scenarios.definition import ScenarioDefinition, launch_values
 from marketapp.scenarios.engine import RECORD_REASONS
 from marketapp.scenarios.engine_steps import _command as engine_command
@@ -273,7 +273,7 @@ class _Tester:
         self.record: dict[str, Any] = target.record or {}
         self.user = user
         self.user_id = user_id
-        info = portal_view(ctx.portal.domain, ctx.portal.language)
+        info = portal_info(ctx.session, ctx.portal)
         self.info = info
         self.zone = _zone(str(info.get("timezone") or ""))
         self.constants = constant_values(ctx.session, ctx.portal)

@@ -410,3 +410,26 @@ def test_restart_while_deferred_stops_the_earlier_entry(seeded: Installed, clock
     sweep(seeded)
     assert states(seeded, second) == {"done": 1}
     assert deliveries(seeded.devportal, seeded.app.app, seeded.member_id).sms[cid] == 1
+
+
+def test_the_portal_time_zone_from_settings_places_the_window(
+    seeded: Installed, clock: Clock
+) -> None:
+    def zone(session: Any) -> None:
+        channel_settings(session, portal_of(session)).timezone = "Asia/Vladivostok"  # UTC+10
+        session.commit()
+
+    in_app(seeded, zone)
+    window = {"start": "09:00", "end": "18:00"}
+    at(clock, datetime(2026, 12, 4, 20, 30, tzinfo=UTC))  # Saturday 06:30 in Vladivostok
+    person = next(c for c in seeded.portal("/crm/contact") if _sms_phone(c))
+    launch_id = by_launch(
+        seeded, with_policies(SMS_ONLY, key="far-east", window=window), [int(person["ID"])]
+    )
+    settle(seeded)
+
+    def due(session: Any) -> datetime:
+        row = session.scalars(select(Enrollment).where(Enrollment.launch_id == launch_id)).one()
+        return row.next_at.replace(tzinfo=UTC)
+
+    assert in_app(seeded, due) == datetime(2026, 12, 4, 23, 0, tzinfo=UTC)  # 09:00 local
