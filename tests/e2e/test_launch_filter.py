@@ -193,3 +193,44 @@ def test_a_deal_card_launch_reaches_the_deals_contact(page: Page, installed: Ins
         assert sent[0].phone in phones  # the deal's contact's number
     comments = installed.portal(f"/timeline?entity=deal&id={deal['ID']}")["comments"]
     assert [c for c in comments if expected in c["COMMENT"]], comments
+
+
+ASSIGN: dict[str, Any] = {
+    **WAITING,
+    "key": "assign-call",
+    "name": {"en": "Assign a call", "ru": "Поручить звонок"},
+    "parameters": [
+        {
+            "key": "caller",
+            "type": "employee",
+            "label": {"en": "Who calls", "ru": "Кто звонит"},
+            "required": True,
+        }
+    ],
+}
+
+
+def test_russian_filter_employee_picker_and_my_launches(page: Page, installed: Installed) -> None:
+    installed.portal("/seed", "POST", n=60)
+    add_scenario(installed, ASSIGN)
+    installed.devportal.emulator.portals[0].users[1].lang = "ru"
+    records = contacts_of(installed)
+    mine = [i for i, r in records.items() if int(r["ASSIGNED_BY_ID"]) == 1]
+    frame = open_launcher(page, installed)
+    assert frame.locator("html").get_attribute("lang") == "ru"
+    build_filter(frame, "ASSIGNED_BY_ID", "1", len(mine))
+    # The employee picker: the portal's dialog (BX24.selectUser) fills in the ID.
+    frame.locator('[data-choose-employee="p-assign-call-caller"]').click()
+    page.locator('#dialog input[data-user="2"]').check()
+    page.click("#select-ok")
+    caller = frame.locator("input[name=caller]")
+    frame.locator('#p-assign-call-caller-name:has-text("Oleg User")').wait_for(timeout=TIMEOUT)
+    assert caller.input_value() == "2"
+    shot(page, "filter", "ru")
+    frame.locator('[data-action="launch"]').click()
+    frame.locator("#progress").wait_for(timeout=TIMEOUT)
+    frame.locator('[data-nav="/placements/launches"]').first.click()
+    frame.locator("#launch-list tr[data-launch]").first.wait_for(timeout=TIMEOUT)
+    assert_accessible(page, "my launches")
+    commands = [e["command"] for e in installed.emu("GET", "/ui-events")]
+    assert "selectUser" in commands
