@@ -45,6 +45,10 @@ class Portal(TimestampMixin, Base):
     # Leaky-bucket parameters: 50/2 on standard plans, 250/5 on Enterprise.
     rate_burst: Mapped[int] = mapped_column(Integer, default=50)
     rate_per_second: Mapped[int] = mapped_column(Integer, default=2)
+    # One engine job at a time per portal (its REST budget is one): the holder's lease, and
+    # whether another job asked for a turn meanwhile (the holder then queues one more run).
+    engine_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    engine_rerun: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     def __repr__(self) -> str:  # never print tokens
         return f"<Portal {self.id} {self.member_id} {self.domain} {self.status}>"

@@ -97,9 +97,10 @@ LEASE = timedelta(minutes=10)
 MAX_TRIES = 5  # transient failures of one step before the record ends failed
 MAX_TAKEOVERS = 3  # leases lost (a worker died on the group) before the record ends failed
 LEASES = Leases(Enrollment, EnrollmentState.PENDING, EnrollmentState.RUNNING, LEASE)
+CHAIN_LEASE = timedelta(minutes=2)  # longer than a group takes; renewed at each group
 # A launch with due work that no job touched for this long gets a job from the sweeper (a
-# live job chain touches its launch at every group it claims).
-IDLE = timedelta(minutes=2)
+# live job touches its launch at every group; a second job for a portal only asks for a turn).
+IDLE = timedelta(seconds=30)
 # Queue the job for a wait that ends within this many seconds (the sweeper does the rest).
 WAKE_AHEAD = 60.0
 RECORD_REASONS = {"not_found", "unsupported_document", "access_denied", "unreadable"}
@@ -127,11 +128,26 @@ def ledger_key(launch_id: int, enrollment_id: int, path: str) -> str:
 
 @job(retries=20, retry_delay=5)
 def process_portal(portal_id: int) -> None:
-    """Run due enrollments of one portal's launches, at most ``SLICE`` groups, then re-queue."""
+    """Run due enrollments of one portal's launches, at most ``SLICE`` groups, then re-queue.
+    One such job runs per portal at a time: a job that finds another one on it asks for a
+    turn and leaves (the one on it queues a run after its own), so jobs never pile up."""
     session = db_session()
     portal = session.get(Portal, portal_id)
     if portal is None or portal.status is not PortalStatus.ACTIVE:
         return  # uninstalled or waiting for re-authorisation: enrollments stay due
+    if not CHAIN.take(session, portal_id):
+        return
+    try:
+        _process(session, portal)
+    finally:
+        session.rollback()
+        if CHAIN.leave(session, portal_id):
+            enqueue(process_portal, portal_id, session=session)
+        session.commit()
+
+
+def _process(session: Session, portal: Portal) -> None:
+    portal_id = portal.id
     runs: dict[int, LaunchRun] = {}
     with force_locale(portal.language):
         wake(session, portal, runs)
@@ -141,6 +157,7 @@ def process_portal(portal_id: int) -> None:
             if time.monotonic() - began >= SLICE_SECONDS:
                 more = True
                 break
+            CHAIN.renew(session, portal_id)
             group = _claim(session, portal, runs)
             if not group:
                 break
@@ -169,6 +186,68 @@ def process_portal(portal_id: int) -> None:
         else:
             _schedule_next_wake(session, portal)
         session.commit()
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """The per-portal engine lease (``Portal.engine_until``), renewed at every group."""
+
+    duration: timedelta
+
+    def take(self, session: Session, portal_id: int) -> bool:
+        """Hold the portal, or (held by a live job) ask it for a turn; ``False``: leave."""
+        for _attempt in range(2):
+            t = datetime.now(UTC)
+            held = Portal.engine_until.is_not(None) & (Portal.engine_until >= t)
+            taken = session.execute(
+                update(Portal)
+                .where(Portal.id == portal_id, ~held)
+                .values(engine_until=t + self.duration, engine_rerun=False)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            if _rows(taken):
+                return True
+            asked = session.execute(
+                update(Portal)
+                .where(Portal.id == portal_id, held)
+                .values(engine_rerun=True)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            if _rows(asked):
+                return False
+            # The holder left between the two statements: try to take it once more.
+        return False
+
+    def renew(self, session: Session, portal_id: int) -> None:
+        session.execute(
+            update(Portal)
+            .where(Portal.id == portal_id)
+            .values(engine_until=datetime.now(UTC) + self.duration)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+    def leave(self, session: Session, portal_id: int) -> bool:
+        """Release the portal; ``True`` if another job asked for a turn meanwhile."""
+        asked = session.scalar(
+            select(Portal.engine_rerun).where(Portal.id == portal_id).with_for_update()
+        )
+        session.execute(
+            update(Portal)
+            .where(Portal.id == portal_id)
+            .values(engine_until=None, engine_rerun=False)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(asked)
+
+
+CHAIN = Chain(CHAIN_LEASE)
+
+
+def _rows(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _schedule_next_wake(session: Session, portal: Portal) -> None:

@@ -178,6 +178,7 @@ class Rig:
         """After a SIGKILL: the dead worker's leases run out (as time would make them)."""
         from datetime import UTC, datetime, timedelta
 
+        from marketapp.models import Portal
         from marketapp.models.launch import Enrollment, EnrollmentState
 
         with self.app.app_context():
@@ -188,6 +189,8 @@ class Rig:
                 .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
                 .execution_options(synchronize_session=False)
             )
+            # And the dead worker's hold on the portal (one engine job per portal).
+            session.execute(update(Portal).values(engine_until=None))
             session.commit()
             session.close()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
