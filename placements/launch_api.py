@@ -39,7 +39,7 @@ from marketapp.lifecycle import verify
 from marketapp.models import Enrollment, Launch, LaunchEvent, Portal, ScenarioVersion
 from marketapp.scenarios import launches
 from marketapp.scenarios.constants import constant_values
-from marketapp.scenarios.context import portal_view
+from marketapp.scenarios.context import portal_info
 from marketapp.scenarios.definition import DefinitionError, ScenarioDefinition, launch_values
 from marketapp.scenarios.preview import (
     Preview,
@@ -240,7 +240,7 @@ def _run_preview(
         values,
         constants=constant_values(db, portal),
         user=launching_user(client),
-        portal_info=portal_view(portal.domain, portal.language or session.language),
+        portal_info=portal_info(db, portal),
         launched_at=datetime.now(UTC),
         language=session.language,
     )

@@ -44,6 +44,7 @@ from marketapp.actions.base import (
     RetryLater,
     Target,
     load_records,
+    param_fields,
     template_fields,
 )
 from marketapp.actions.runner import Request, run_requests
@@ -649,7 +650,7 @@ class LaunchRun:
             return {e.id: outcomes[keys[e.id]] for e in group}
         records = {e.id: Target(e.entity_type, e.entity_id, keys[e.id]) for e in group}
         fields = template_fields(*(getattr(step, f) for f in step.template_fields))
-        wanted = None if fields is None else fields | {"ASSIGNED_BY_ID"}
+        wanted = param_fields(self.ctx, None if fields is None else fields | {"ASSIGNED_BY_ID"})
         problems = load_records(self.ctx.client, list(records.values()), wanted)
         ready = [t for t in records.values() if t.key not in problems]
         for enrollment_id, t in records.items():
