@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -68,6 +69,13 @@ ENTITY_TYPES = ("CONTACT", "COMPANY", "DEAL", "LEAD")
 _PLACEMENT = re.compile(
     r"^CRM_(CONTACT|COMPANY|DEAL|LEAD)_(LIST_TOOLBAR|LIST_MENU|DETAIL_TOOLBAR)$"
 )
+# A record id as the page sends it: ASCII digits, or the selection dialog's ``C_12`` form
+# (``str.isdigit`` would pass "²" and "١٢", which ``int`` refuses or reads as another number).
+_RECORD_ID = re.compile(r"(?:(C|CO|D|L)_)?([0-9]{1,10})", re.ASCII)
+# ``BX24.selectCRM`` prefixes of each entity type: a company id is never a contact's.
+SELECT_PREFIXES = {"CONTACT": "C", "COMPANY": "CO", "DEAL": "D", "LEAD": "L"}
+# Ids above this reach no row (database integers are 64-bit): a 404, not an overflow.
+MAX_ROW_ID = 2**63 - 1
 
 
 # -- the placement context ------------------------------------------------------------------
@@ -94,14 +102,20 @@ def _placement(session: PortalSession, data: Mapping[str, Any]) -> tuple[str, st
     try:
         found = _context_serializer().loads(str(data.get("context") or ""), max_age=SESSION_MAX_AGE)
     except BadSignature as exc:
-        raise reject("bad launch context", member_id=session.member_id, status=403) from exc
+        raise _refused(session, "bad launch context") from exc
     if (
         not isinstance(found, dict)
         or found.get("p") != session.portal_id
         or found.get("u") != session.user_id
     ):
-        raise reject("launch context of another session", member_id=session.member_id, status=403)
+        raise _refused(session, "launch context of another session")
     return str(found.get("e")), str(found.get("pl"))
+
+
+def _refused(session: PortalSession, reason: str) -> AppError:
+    """A 403 logged with its reason; the page shows the user a message in their language."""
+    reject(reason, member_id=session.member_id, status=403)
+    return AppError(_("This request could not be verified."), status=403, code="forbidden")
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -130,8 +144,8 @@ def _scenario(
     )
 
 
-def _ids(value: Any) -> tuple[int, ...]:
-    """Record ids: numbers, or the selection dialog's ``C_12``-style ids."""
+def _ids(value: Any, entity: str) -> tuple[int, ...]:
+    """Record ids: numbers, or the selection dialog's ``C_12``-style ids of ``entity``."""
     if not isinstance(value, list) or not value:
         raise AppError(_("Choose at least one record."), code="no_records")
     if len(value) > MAX_PICKED:
@@ -145,10 +159,16 @@ def _ids(value: Any) -> tuple[int, ...]:
         )
     ids: list[int] = []
     for item in value:
-        text = str(item).rsplit("_", 1)[-1]
-        if isinstance(item, bool) or not text.isdigit() or not 0 < int(text) < 2**31:
+        found = _RECORD_ID.fullmatch(item) if isinstance(item, str) else None
+        if isinstance(item, int) and not isinstance(item, bool):
+            number = item
+        elif found and found.group(1) in (None, SELECT_PREFIXES.get(entity)):
+            number = int(found.group(2))
+        else:
+            number = 0
+        if not 0 < number < 2**31:
             raise AppError(_("A record id is not valid."), code="bad_record")
-        ids.append(int(text))
+        ids.append(number)
     return tuple(dict.fromkeys(ids))
 
 
@@ -196,7 +216,7 @@ def _user_client(session: PortalSession, portal: Portal) -> tuple[Any, str]:
             code="expired",
         ) from exc
     if owner.user_id != session.user_id:
-        raise reject("user token of another user", member_id=session.member_id, status=403)
+        raise _refused(session, "user token of another user")
     return client_for_user(portal, token), token
 
 
@@ -405,19 +425,29 @@ def conditions_of(rows: Any) -> dict[str, Any]:
         raise FilterError(_("At most %(n)s conditions.", n=MAX_CONDITIONS))
     conditions: dict[str, Any] = {}
     for n, row in enumerate(rows):
-        if not isinstance(row, dict) or row.get("op") not in FILTER_OPERATORS:
+        op = row.get("op") if isinstance(row, dict) else None
+        field = row.get("field") if isinstance(row, dict) else None
+        if not isinstance(op, str) or op not in FILTER_OPERATORS or not isinstance(field, str):
             raise FilterError(_("Choose a field and a condition."), n)
-        field = str(row.get("field") or "")
-        value = "" if row["op"] == "empty" else row.get("value")
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
+        value = "" if op == "empty" else row.get("value")
+        if not _filter_value(value):
             raise FilterError(_("The value must be text or a number."), n)
         if row["op"] != "empty" and str(value).strip() == "":
             raise FilterError(_("Enter a value."), n)
-        key = FILTER_OPERATORS[row["op"]] + field
+        key = FILTER_OPERATORS[op] + field
         if key in conditions:
             raise FilterError(_("Each field and condition may be used once."), n)
         conditions[key] = str(value)[:255] if isinstance(value, str) else value
     return conditions
+
+
+def _filter_value(value: Any) -> bool:
+    """Text, or a number the portal can compare (JSON ``NaN`` and ``1e999`` parse as floats)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) or (isinstance(value, int) and abs(value) <= MAX_ROW_ID)
 
 
 def _filter(client: Any, entity: str, rows: Any) -> dict[str, Any]:
@@ -467,7 +497,7 @@ def _preview_selection(
 ) -> tuple[Selection, int | None]:
     """Hand-picked ids as they are; a filter's first records (a preview never reads them all)."""
     if data.get("recipients") != "filter":
-        return Selection(entity, ids=_ids(data.get("ids"))), None
+        return Selection(entity, ids=_ids(data.get("ids"), entity)), None
     ids, total = _first_ids(client, entity, _filter(client, entity, data.get("filter")))
     if not ids:
         raise FilterError(_("No records match the filter."))
@@ -512,7 +542,7 @@ def start(session: PortalSession, portal: Portal) -> ResponseReturnValue:
     if data.get("recipients") == "filter":
         selection = Selection(entity, filter=_filter(client, entity, data.get("filter")))
     else:
-        selection = Selection(entity, ids=_ids(data.get("ids")))
+        selection = Selection(entity, ids=_ids(data.get("ids"), entity))
     try:
         row = launches.launch(
             db_session(),
@@ -535,10 +565,12 @@ def start(session: PortalSession, portal: Portal) -> ResponseReturnValue:
 
 def visible_launch(session: PortalSession, portal: Portal, launch_id: int) -> Launch:
     """The launch if this user may see it (theirs, or any for an admin); else 404."""
-    try:
-        row = launches.get_launch(db_session(), portal, launch_id)
-    except launches.LaunchNotFound:
-        row = None
+    row = None
+    if 0 < launch_id <= MAX_ROW_ID:
+        try:
+            row = launches.get_launch(db_session(), portal, launch_id)
+        except launches.LaunchNotFound:
+            row = None
     if row is None or not (session.is_admin or row.user_id == session.user_id):
         raise AppError(_("Not found."), status=404, code="not_found")
     return row
@@ -589,7 +621,7 @@ def events(
     if kinds:
         query = query.where(LaunchEvent.kind.in_(kinds))
     text = search.strip()[:100]
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ROW_ID:
         query = query.where(Enrollment.entity_id == int(text))
     elif text:
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

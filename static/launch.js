@@ -146,7 +146,7 @@
     general.textContent = res && !res.ok ? (res.body.error_description || T.error) : "";
     var fields = (res && res.body && res.body.fields) || {};
     Object.keys(fields).forEach(function (key) {
-      var box = form.querySelector('.field[data-param="' + key + '"]');
+      var box = form.querySelector('.field[data-param="' + CSS.escape(key) + '"]');
       if (!box) { general.textContent += " " + key + ": " + fields[key]; return; }
       box.querySelector(".field-error").textContent = fields[key];
       box.querySelector("input, textarea, select").setAttribute("aria-invalid", "true");
@@ -414,13 +414,24 @@
     this.poll();
   }
   Progress.prototype.base = function () { return "/api/launch/" + this.id; };
+  // One poll chain at a time (Stop and Undo poll at once); it ends when the launch is no
+  // longer active, or on an answer that will not change by asking again (session gone, 404).
   Progress.prototype.poll = function () {
     var self = this;
+    clearTimeout(this.timer);
+    this.timer = null;
     api(this.base() + "/status").then(function (res) {
-      if (res.ok) { self.render(res.body); }
+      if (res.ok) { self.render(res.body); self.showError(null); } else { self.showError(res); }
       self.log();
-      if (!res.ok || res.body.active) { setTimeout(function () { self.poll(); }, 1500); }
+      var final = res.status >= 400 && res.status < 500;
+      if (!final && (!res.ok || res.body.active) && !self.timer) {
+        self.timer = setTimeout(function () { self.poll(); }, 1500);
+      }
     });
+  };
+  Progress.prototype.showError = function (res) {
+    var node = document.getElementById("progress-error");
+    node.textContent = res ? ((res.body && res.body.error_description) || T.error) : "";
   };
   Progress.prototype.render = function (s) {
     var state = document.getElementById("state");
@@ -479,15 +490,22 @@
     });
   };
   Progress.prototype.stop = function () {
-    if (!window.confirm(T.confirm_stop)) { return; }
-    var self = this;
-    api(this.base() + "/stop", "POST", {}).then(function () { self.poll(); });
+    var self = this, button = this.root.querySelector('[data-action="stop"]');
+    if (button.disabled || !window.confirm(T.confirm_stop)) { return; }
+    button.disabled = true;  // polling enables it again while the launch is active
+    api(this.base() + "/stop", "POST", {}).then(function (res) {
+      self.showError(res.ok ? null : res);
+      self.poll();
+    });
   };
   Progress.prototype.undo = function () {
-    if (!window.confirm(T.confirm_undo)) { return; }
     var self = this, out = document.getElementById("undo-report");
+    var button = this.root.querySelector('[data-action="undo"]');
+    if (button.disabled || !window.confirm(T.confirm_undo)) { return; }
+    button.disabled = true;
     out.textContent = T.working;
     api(this.base() + "/undo", "POST", {}).then(function (res) {
+      button.disabled = false;
       out.textContent = "";
       var lines = res.ok ? res.body.lines : [res.body.error_description || T.error];
       lines.forEach(function (line) { out.appendChild(el("li", {text: line})); });
@@ -497,14 +515,20 @@
   Progress.prototype.csv = function () {
     var q = document.getElementById("log-search").value, id = this.id;
     var token = document.querySelector('meta[name="session-token"]').content;
+    var self = this;
     fetch(this.base() + "/log.csv?q=" + encodeURIComponent(q), {headers: {"X-Session-Token": token}})
-      .then(function (resp) { return resp.blob(); })
+      .then(function (resp) {
+        // An error answer is JSON with a message: shown, never saved as the CSV.
+        if (!resp.ok) { return resp.json().then(function (body) { throw body; }); }
+        return resp.blob();
+      })
       .then(function (blob) {
         var a = el("a", {href: URL.createObjectURL(blob), download: "launch-" + id + ".csv"});
         document.body.appendChild(a);
         a.click();
         a.remove();
-      });
+      })
+      .catch(function (body) { self.showError({body: body && body.error_description ? body : {}}); });
   };
 
   function start() {

@@ -311,3 +311,52 @@ def test_parameter_values_are_templates_rendered_per_record(installed: Installed
     ):
         resp = page.call("POST", "/api/launch/preview", **page.body(phones, params={"text": bad}))
         assert resp.status_code == 400 and en in resp.json()["fields"]["text"], resp.text
+
+
+def test_hostile_input_is_a_4xx_in_the_users_language(installed: Installed) -> None:
+    """What an employee can forge from the page's console: refused with a message, never a 500."""
+    installed.portal("/seed", "POST", n=5)
+    add_scenario(installed)
+    page = Page(installed, "CRM_CONTACT_LIST_MENU", ID="1")
+    launch_id = page.call(
+        "POST", "/api/launch/start", **page.body(["1"], idempotency_key=page.key)
+    ).json()["id"]
+    ids: list[Any] = ["²", "١٢", "9" * 5000, "CO_1", "D_1", "C_", -1, 0, 2**31, 1.0, {"ID": 1}]
+    for bad in ids:
+        resp = page.call("POST", "/api/launch/preview", **page.body([bad]))
+        assert resp.status_code == 400 and resp.json()["error"] == "bad_record", (bad, resp.text)
+    assert page.call("POST", "/api/launch/preview", **page.body(["C_1", 1])).status_code == 200
+    rows: list[Any] = [
+        {"field": "NAME", "op": ["="], "value": "x"},
+        {"field": "NAME", "op": {"=": 1}, "value": "x"},
+        {"field": ["NAME"], "op": "=", "value": "x"},
+        {"op": "=", "value": "x"},
+        {"field": "ID", "op": ">", "value": 10**30},
+    ]
+    for row in rows:
+        resp = page.call("POST", "/api/launch/count", context=page.context, filter=[row])
+        assert resp.status_code == 400 and resp.json()["error"] == "bad_filter", (row, resp.text)
+    huge = 10**22
+    for method, path in (
+        ("GET", f"/api/launch/{huge}/status"),
+        ("GET", f"/api/launch/{huge}/log"),
+        ("GET", f"/api/launch/{huge}/log.csv"),
+        ("POST", f"/api/launch/{huge}/stop"),
+        ("POST", f"/api/launch/{huge}/undo"),
+    ):
+        assert page.call(method, path).status_code == 404, path
+    for q in ("²", "9" * 30, "9" * 100):
+        assert page.call("GET", f"/api/launch/{launch_id}/log?q={q}").json() == []
+        assert page.call("GET", f"/api/launch/{launch_id}/log.csv?q={q}").status_code == 200
+    progress = requests.post(
+        f"{installed.app.url}/placements/launches/{huge}", data={"_session": page.token}, timeout=10
+    )
+    assert progress.status_code == 404
+
+    form = installed.open("CRM_CONTACT_LIST_MENU", ID="1")
+    form["action"] = form["action"].replace("LANG=en", "LANG=ru")
+    ru = installed.post_form(form)
+    page.token = _attr(ru.text, r'name="session-token" content="([^"]+)"')
+    forged = page.call("POST", "/api/launch/preview", **{**page.body(["1"]), "context": "x"})
+    assert forged.status_code == 403
+    assert forged.json()["error_description"] == "Не удалось проверить запрос."

@@ -228,3 +228,75 @@ def test_an_ordinary_user_sees_only_their_own_launches(page: Page, installed: In
 
 def _portal() -> Portal:
     return db_session().scalars(select(Portal)).one()
+
+
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+INJECTED = """() => document.querySelectorAll('img[src=x]').length
+    + [...document.scripts].filter(s => s.textContent.includes('__xss=')).length"""
+
+
+def assert_no_markup(page: Page) -> None:
+    """Nothing of the record name ran or became an element, in the shell or the slider."""
+    slider = page.frame(name="slider-frame")
+    assert slider is not None
+    for where in (page, slider):
+        assert where.evaluate("() => window.__xss === undefined")
+    assert slider.evaluate(INJECTED) == 0
+
+
+def test_markup_in_record_names_is_text_and_polling_ends(page: Page, installed: Installed) -> None:
+    """A contact named like markup shows as text in the dialog, preview, progress and log; the
+    progress page stops asking for the status once the launch is done."""
+    installed.portal("/seed", "POST", n=10)
+    add_scenario(installed, {**SCENARIO, "steps": [
+        {"type": "send_sms", "text": "{{ params.text }} {{ contact.NAME }}"},
+    ]})  # fmt: skip
+    phones, no_phone = contacts(installed)
+    records = installed.devportal.emulator.portals[0].crm.records["contact"]
+    for contact_id in (phones[0], no_phone):
+        records[contact_id]["NAME"] = XSS
+    frame = open_launcher(page, installed)
+    choose(page, frame, [phones[0], no_phone])
+    assert XSS in frame.locator("#picked").inner_text()
+    frame.locator('[data-action="preview"]').click()
+    reason = frame.locator('details.reason[data-reason="no_phone"]')
+    reason.wait_for(timeout=TIMEOUT)
+    assert XSS in reason.inner_text()
+    assert XSS in frame.locator('.sample[data-type="send_sms"]').inner_text()
+    assert_no_markup(page)
+    statuses: list[str] = []
+    page.on("request", lambda r: statuses.append(r.url) if r.url.endswith("/status") else None)
+    frame.locator('[data-action="launch"]').click()
+    frame.locator('#state[data-state="done"]').wait_for(timeout=60_000)
+    frame.locator('#log tr[data-kind="skipped"]').wait_for(timeout=TIMEOUT)
+    assert_no_markup(page)
+    asked = len(statuses)
+    page.wait_for_timeout(4_000)  # more than two poll intervals
+    assert len(statuses) == asked, "the progress page kept polling a finished launch"
+    frame.locator('[data-nav="/placements/launches"]').click()
+    frame.locator("#launch-list").wait_for(timeout=TIMEOUT)
+    assert_no_markup(page)
+
+
+def test_progress_shows_a_lost_session_and_stops_polling(page: Page, installed: Installed) -> None:
+    """An active launch whose page session ends (the app was reinstalled): the page says so
+    in place of a silent freeze, and stops asking; Stop answers with the same message."""
+    installed.portal("/seed", "POST", n=5)
+    add_scenario(installed, WAITING)
+    frame = open_launcher(page, installed, row=2)
+    frame.locator('[data-action="launch"]').click()
+    frame.locator('#c-waiting:text("1")').wait_for(timeout=60_000)
+    with installed.app.app.app_context():
+        _portal().session_epoch += 1
+        db_session().commit()
+    error = frame.locator("#progress-error")
+    error.locator("text=This request could not be verified.").wait_for(timeout=TIMEOUT)
+    statuses: list[str] = []
+    page.on("request", lambda r: statuses.append(r.url) if r.url.endswith("/status") else None)
+    page.wait_for_timeout(4_000)  # more than two poll intervals
+    assert statuses == [], "the progress page kept polling with a dead session"
+    frame.locator('[data-action="stop"]').click()
+    error.locator("text=This request could not be verified.").wait_for(timeout=TIMEOUT)
+    with installed.app.app.app_context():
+        (row,) = launches.list_launches(db_session(), _portal())
+        assert row.state.value != "stopped"  # nothing changed

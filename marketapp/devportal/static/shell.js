@@ -60,14 +60,19 @@
 
   function recordUi(m, params) { return post("/_shell/ui", {app_sid: m.sid, command: m.cmd, params: params || {}}); }
 
+  // Record titles are CRM data (a contact may be named "<script>…"): text, never markup.
+  function esc(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
+  }
+
   function selectCRM(m, reply) {
     var wanted = (m.params.entityType || ["lead", "contact", "company", "deal"]);
     fetch("/_shell/select-crm").then(function (r) { return r.json(); }).then(function (data) {
       var html = "<h3>Select CRM records</h3>";
       wanted.forEach(function (type) {
         (data[type] || []).forEach(function (row) {
-          html += '<label><input type="checkbox" data-type="' + type + '" data-id="' + row.id + '" data-title="' +
-                  row.title.replace(/"/g, "&quot;") + '"> ' + row.id + " " + row.title + "</label><br>";
+          html += '<label><input type="checkbox" data-type="' + type + '" data-id="' + esc(row.id) + '" data-title="' +
+                  esc(row.title) + '"> ' + esc(row.id) + " " + esc(row.title) + "</label><br>";
         });
       });
       dialog.innerHTML = html + '<button id="select-ok">Select</button> <button id="select-cancel">Cancel</button>';
