@@ -643,6 +643,7 @@ def events(
             "step": event.step,
             "kind": event.kind,
             "reason": event.reason,
+            "label": reason_label(event.reason) if event.reason else "",
             "message": event.message,
             "result_id": event.result_id,
         }

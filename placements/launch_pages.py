@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, make_response, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
 from marketapp.bitrix.payloads import PlacementRequest
 from marketapp.config import get_config
@@ -46,7 +47,7 @@ def render_launcher(portal: Portal, session: PortalSession, page: PlacementReque
     placement = page.placement
     entity = launch_api.placement_entity(placement) or ""
     options = page.placement_options if isinstance(page.placement_options, dict) else {}
-    record = str(options.get("ID") or "")
+    record = str(options.get("ID") or "")  # forgeable: ASCII digits only ("²".isdigit())
     scenarios = _scenarios(portal, entity, session.language) if entity else []
     return _page(
         "pages/launch.html",
@@ -55,7 +56,7 @@ def render_launcher(portal: Portal, session: PortalSession, page: PlacementReque
         session=session,
         placement=placement,
         entity=entity,
-        record_id=record if record.isdigit() else "",
+        record_id=record if record.isascii() and record.isdigit() else "",
         from_list="_LIST_" in placement,
         scenarios=scenarios,
         context=launch_api.issue_context(session, placement, entity) if entity else "",
@@ -98,11 +99,28 @@ def _token() -> str:
 def _page(template: str, portal: Portal, token: str, **context: Any) -> Response:
     response = make_response(
         render_template(
-            template, session_token=token, bx24_js_url=get_config().bx24_js_url, **context
+            template,
+            session_token=token,
+            bx24_js_url=get_config().bx24_js_url,
+            state_labels=state_labels(),
+            **context,
         )
     )
     response.headers["Cache-Control"] = "no-store"
     return allow_framing_by(response, portal.domain)
+
+
+def state_labels() -> dict[str, str]:
+    """A launch's states as the user reads them (the texts the script shows while polling)."""
+    return {
+        "expanding": _("Reading the records"),
+        "running": _("Running"),
+        "parked": _("Waiting for the portal"),
+        "sleeping": _("Paused (scenario deactivated)"),
+        "stopping": _("Stopping"),
+        "stopped": _("Stopped"),
+        "done": _("Done"),
+    }
 
 
 # -- what the launcher shows ------------------------------------------------------------------

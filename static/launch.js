@@ -454,7 +454,7 @@
     Object.keys(s.steps).forEach(function (path) {
       var c = s.steps[path], finished = c.done + c.stopped + sum(c.skipped) + sum(c.failed);
       var width = s.total ? Math.round(100 * finished / s.total) : 0;
-      var label = ((s.step_types || {})[path] || {}).type || "";
+      var label = (s.step_types || {})[path] || "";  // the step's type, by its path
       var bar = el("div", {"class": "bar small"}, [el("span", {style: "width: " + width + "%"})]);
       steps.appendChild(el("li", {"data-step": path}, [
         el("span", {text: label + " · " + path + " — " + finished + "/" + s.total}), bar]));
@@ -464,7 +464,7 @@
       errors.textContent = "";
       s.errors.forEach(function (e) {
         errors.appendChild(el("li", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path),
-                                        el("span", {text: " " + e.reason + ": " + e.message})]));
+                                        el("span", {text: " " + (e.label || e.reason) + ": " + e.message})]));
       });
     }
     this.root.querySelector('[data-action="stop"]').disabled = !s.active;
@@ -482,7 +482,7 @@
           el("td", {text: e.at.replace("T", " ").slice(0, 19)}),
           el("td", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path)]),
           el("td", {text: e.step}),
-          el("td", {text: e.kind + (e.reason ? " · " + e.reason : "")}),
+          el("td", {text: e.kind + (e.reason ? " · " + (e.label || e.reason) : "")}),
           el("td", {text: e.message})
         ]));
       });

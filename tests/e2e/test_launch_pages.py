@@ -195,6 +195,8 @@ def test_russian_launcher_and_field_errors(page: Page, installed: Installed) -> 
     frame.locator('[data-action="launch"]').click()
     frame.locator('#state[data-state="done"]').wait_for(timeout=60_000)
     shot(page, "progress", "ru")
+    frame.locator('[data-nav="/placements/launches"]').click()
+    assert frame.locator('.state[data-state="done"]').inner_text(timeout=TIMEOUT) == "Завершён"
 
 
 def test_an_ordinary_user_sees_only_their_own_launches(page: Page, installed: Installed) -> None:
@@ -268,7 +270,10 @@ def test_markup_in_record_names_is_text_and_polling_ends(page: Page, installed: 
     page.on("request", lambda r: statuses.append(r.url) if r.url.endswith("/status") else None)
     frame.locator('[data-action="launch"]').click()
     frame.locator('#state[data-state="done"]').wait_for(timeout=60_000)
-    frame.locator('#log tr[data-kind="skipped"]').wait_for(timeout=TIMEOUT)
+    skipped = frame.locator('#log tr[data-kind="skipped"]')
+    skipped.wait_for(timeout=TIMEOUT)
+    assert "No phone" in skipped.inner_text()  # the reason's label, not its code
+    assert frame.locator("#steps li").inner_text().startswith("send_sms · steps[0]")
     assert_no_markup(page)
     asked = len(statuses)
     page.wait_for_timeout(4_000)  # more than two poll intervals
