@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 
 from flask import Flask, Response, jsonify, render_template_string, request
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
+        if status == 413:  # Werkzeug's text is English; this one is in the user's language
+            return error_response(status, code, _("The request is too large."))
         return error_response(status, code, exc.description or "")
 
     @app.errorhandler(Exception)

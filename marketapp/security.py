@@ -50,7 +50,7 @@ def reject(reason: str, *, member_id: str | None = None, status: int = 401) -> A
         path=request.path,
         remote_addr=request.remote_addr,
     )
-    message = _("This request could not be verified.") if status == 401 else reason
+    message = _("This request could not be verified.")  # the reason is for the log only
     return AppError(message, status=status, code="unauthorized" if status == 401 else "forbidden")
 
 
