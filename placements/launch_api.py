@@ -346,6 +346,47 @@ def card_path(entity: str, entity_id: int) -> str:
     return f"/crm/{entity.lower()}/details/{int(entity_id)}/"
 
 
+def step_name(kind: str) -> str:
+    """A step type in the user's language."""
+    names = {
+        "send_email": _("Send e-mail"),
+        "send_sms": _("Send SMS"),
+        "edit_fields": _("Edit fields"),
+        "timeline_comment": _("Timeline comment"),
+        "create_task": _("Create a task"),
+        "notify": _("Notify an employee"),
+        "wait": _("Wait"),
+        "condition": _("Condition"),
+        "split": _("Split"),
+        "stop": _("Stop"),
+        "set_variable": _("Set a variable"),
+    }
+    return str(names.get(kind, kind))
+
+
+def kind_label(kind: str) -> str:
+    """What happened to a record at a step, in the user's language."""
+    labels = {
+        "sent": _("Done"),
+        "passed": _("Passed"),
+        "branch": _("Branch"),
+        "waiting": _("Waiting"),
+        "woke": _("Wait over"),
+        "deferred": _("Deferred"),
+        "skipped": _("Skipped"),
+        "failed": _("Failed"),
+        "stopped": _("Stopped"),
+        "goal": _("Goal reached"),
+    }
+    return str(labels.get(kind, kind))
+
+
+def record_label(entity: str, entity_id: int) -> str:
+    """``Contact 12`` in the user's language."""
+    names = {"CONTACT": _("Contact"), "COMPANY": _("Company"), "DEAL": _("Deal"), "LEAD": _("Lead")}
+    return f"{names.get(entity, entity)} {entity_id}"
+
+
 def reason_label(reason: str) -> str:
     """A skip or failure reason in the user's language."""
     labels = {
@@ -585,6 +626,11 @@ def launch_status(session: PortalSession, portal: Portal, row: Launch) -> dict[s
         defn = ScenarioDefinition.model_validate(version.definition)
         doc["name"] = defn.name.get(session.language)
         doc["step_types"] = {path: step["type"] for path, step in _step_types(defn)}
+        # "1. Send SMS" in the user's language, by path (branches keep their path's order).
+        doc["step_labels"] = {
+            path: f"{n}. {step_name(step['type'])}"
+            for n, (path, step) in enumerate(_step_types(defn), start=1)
+        }
     doc["errors"] = events(portal, row.id, kinds=ERROR_KINDS, limit=5, newest_first=True)
     doc["active"] = row.state.value in ("expanding", "running", "parked", "sleeping", "stopping")
     return doc
@@ -642,6 +688,8 @@ def events(
             "path": card_path(entity_type, entity_id),
             "step": event.step,
             "kind": event.kind,
+            "kind_label": kind_label(event.kind),
+            "record": record_label(entity_type, entity_id),
             "reason": event.reason,
             "label": reason_label(event.reason) if event.reason else "",
             "message": event.message,

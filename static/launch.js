@@ -449,12 +449,13 @@
     document.getElementById("c-stopped").textContent = s.counters.stopped;
     document.getElementById("c-eta").textContent = s.active && s.eta && s.eta.seconds !== undefined
       ? fmt(T.seconds, {n: Math.ceil(s.eta.seconds)}) : "—";
+    this.stepLabels = s.step_labels || {};
     var steps = document.getElementById("steps");
     steps.textContent = "";
     Object.keys(s.steps).forEach(function (path) {
       var c = s.steps[path], finished = c.done + c.stopped + sum(c.skipped) + sum(c.failed);
       var width = s.total ? Math.round(100 * finished / s.total) : 0;
-      var label = (s.step_types || {})[path] || "";  // the step's type, by its path
+      var label = (s.step_labels || {})[path] || (s.step_types || {})[path] || "";
       var bar = el("div", {"class": "bar small"}, [el("span", {style: "width: " + width + "%"})]);
       steps.appendChild(el("li", {"data-step": path}, [
         el("span", {text: label + " · " + path + " — " + finished + "/" + s.total}), bar]));
@@ -463,7 +464,7 @@
     if (s.errors.length) {
       errors.textContent = "";
       s.errors.forEach(function (e) {
-        errors.appendChild(el("li", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path),
+        errors.appendChild(el("li", {}, [recordLink(e.record || e.entity_type + " " + e.entity_id, e.path),
                                         el("span", {text: " " + (e.label || e.reason) + ": " + e.message})]));
       });
     }
@@ -471,6 +472,7 @@
     fit();
   };
   Progress.prototype.log = function () {
+    var labels = this.stepLabels || {};
     var q = document.getElementById("log-search").value;
     api(this.base() + "/log?q=" + encodeURIComponent(q)).then(function (res) {
       if (!res.ok) { return; }
@@ -480,9 +482,9 @@
       res.body.forEach(function (e) {
         body.appendChild(el("tr", {"data-kind": e.kind}, [
           el("td", {text: e.at.replace("T", " ").slice(0, 19)}),
-          el("td", {}, [recordLink(e.entity_type + " " + e.entity_id, e.path)]),
-          el("td", {text: e.step}),
-          el("td", {text: e.kind + (e.reason ? " · " + (e.label || e.reason) : "")}),
+          el("td", {}, [recordLink(e.record || e.entity_type + " " + e.entity_id, e.path)]),
+          el("td", {text: labels[e.step] || e.step}),
+          el("td", {text: (e.kind_label || e.kind) + (e.reason ? " · " + (e.label || e.reason) : "")}),
           el("td", {text: e.message})
         ]));
       });

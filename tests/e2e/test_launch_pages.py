@@ -273,7 +273,7 @@ def test_markup_in_record_names_is_text_and_polling_ends(page: Page, installed: 
     skipped = frame.locator('#log tr[data-kind="skipped"]')
     skipped.wait_for(timeout=TIMEOUT)
     assert "No phone" in skipped.inner_text()  # the reason's label, not its code
-    assert frame.locator("#steps li").inner_text().startswith("send_sms · steps[0]")
+    assert frame.locator("#steps li").inner_text().startswith("1. Send SMS · steps[0]")
     assert_no_markup(page)
     asked = len(statuses)
     page.wait_for_timeout(4_000)  # more than two poll intervals
