@@ -30,27 +30,46 @@ class Worker:
         self.huey = huey
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+        # Set from before a task is taken off the queue until it has run: a task in hand is
+        # neither pending nor scheduled, and idle() must still wait for it.
+        self.busy = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="test-worker")
 
     def _loop(self) -> None:
         while not self.stop.is_set():
-            for task in self.huey.read_schedule():
-                self.huey.enqueue(task)
-            task = self.huey.dequeue()
-            if task is None:
-                self.stop.wait(0.01)
-                continue
+            self.busy.set()
             try:
-                self.huey.execute(task)
-            except Exception as exc:  # noqa: BLE001 - recorded for the test to see
-                self.errors.append(exc)
+                ran = self._step()
+            finally:
+                self.busy.clear()
+            if not ran:
+                self.stop.wait(0.01)
+
+    def _step(self) -> bool:
+        for task in self.huey.read_schedule():
+            self.huey.enqueue(task)
+        task = self.huey.dequeue()
+        if task is None:
+            return False
+        try:
+            self.huey.execute(task)
+        except Exception as exc:  # noqa: BLE001 - recorded for the test to see
+            self.errors.append(exc)
+        return True
+
+    def _quiet(self) -> bool:
+        return (
+            not self.busy.is_set()
+            and self.huey.pending_count() == 0
+            and self.huey.scheduled_count() == 0
+        )
 
     def idle(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.huey.pending_count() == 0 and self.huey.scheduled_count() == 0:
+            if self._quiet():
                 time.sleep(0.05)
-                if self.huey.pending_count() == 0 and self.huey.scheduled_count() == 0:
+                if self._quiet():
                     return
             time.sleep(0.02)
         raise TimeoutError("jobs did not finish")
