@@ -23,13 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketapp.actions.base import ActionContext, RetryLater, failed
+from marketapp.actions.portal import portal_context
 from marketapp.actions.runner import Request, run_requests
-from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
-from marketapp.bitrix.http import shared_session
 from marketapp.bitrix.payloads import RobotCall as RobotCallPayload
 from marketapp.bitrix.payloads import document_entity_id
-from marketapp.channel_settings import channel_settings
 from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
@@ -145,16 +143,7 @@ def sweep_robot_calls() -> None:
 
 
 def _context(session: Session, portal: Portal) -> ActionContext:
-    config = get_config()
-    return ActionContext(
-        session=session,
-        portal=portal,
-        client=client_for(portal),
-        channels=channel_settings(session, portal),
-        app_code=config.app_code,
-        http=shared_session(),
-        timeout=config.http_timeout,
-    )
+    return portal_context(session, portal)
 
 
 def _claim(session: Session, portal_id: int) -> list[RobotCall]:

@@ -28,12 +28,10 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import or_, select
 
-from marketapp.actions.base import ENTITY_METHODS, ActionContext
+from marketapp.actions.base import ENTITY_METHODS
+from marketapp.actions.portal import portal_context
 from marketapp.bitrix.client import client_for, client_for_user
 from marketapp.bitrix.errors import BitrixError
-from marketapp.bitrix.http import shared_session
-from marketapp.channel_settings import channel_settings
-from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.errors import AppError
 from marketapp.lifecycle import verify
@@ -249,11 +247,7 @@ def _run_preview(
     selection: Selection,
 ) -> PreviewReport:
     db = db_session()
-    config = get_config()
-    ctx = ActionContext(
-        db, portal, client, channel_settings(db, portal), config.app_code, shared_session(),
-        timeout=config.http_timeout,
-    )  # fmt: skip
+    ctx = portal_context(db, portal, client)
     runner = Preview(
         ctx,
         defn,

@@ -39,7 +39,6 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from marketapp.actions.base import (
-    ActionContext,
     Outcome,
     RetryLater,
     Target,
@@ -47,14 +46,11 @@ from marketapp.actions.base import (
     param_fields,
     template_fields,
 )
+from marketapp.actions.portal import portal_context
 from marketapp.actions.runner import Request, run_requests
 from marketapp.actions.sms import timeline_text
-from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError, PortalUnavailable
-from marketapp.bitrix.http import shared_session
 from marketapp.caps import caps_for
-from marketapp.channel_settings import channel_settings
-from marketapp.config import get_config
 from marketapp.db import db_session
 from marketapp.jobs import enqueue, job, periodic
 from marketapp.leases import Leases
@@ -412,18 +408,12 @@ class LaunchRun:
         self.row = row
         self.plan = plan
         self.defn = plan.defn
-        config = get_config()
         info = portal_info(session, portal)
         self.zone = _zone(str(info.get("timezone") or ""))
         self.constants = constant_values(session, portal)
-        self.ctx = ActionContext(
-            session=session,
-            portal=portal,
-            client=client_for(portal),
-            channels=channel_settings(session, portal),
-            app_code=config.app_code,
-            http=shared_session(),
-            timeout=config.http_timeout,
+        self.ctx = portal_context(
+            session,
+            portal,
             template_globals=template_context({}, row.params, self.constants, row.user, info),
             own_lines=False,
         )

@@ -62,11 +62,10 @@ from marketapp.actions.base import (
     refused_template,
 )
 from marketapp.actions.email import Letter
+from marketapp.actions.portal import portal_context
 from marketapp.actions.sms import Sms
 from marketapp.actions.templating import TemplateProblem
-from marketapp.bitrix.client import client_for
 from marketapp.bitrix.errors import BitrixError
-from marketapp.bitrix.http import shared_session
 from marketapp.channel_settings import channel_settings
 from marketapp.channels.phones import InvalidPhone, normalize_phone
 from marketapp.config import get_config
@@ -298,17 +297,7 @@ class _Tester:
     ) -> _Tester:
         """Read the record (every field, once) and the user; :class:`TestModeError` if the
         record cannot be read."""
-        config = get_config()
-        ctx = ActionContext(
-            session=session,
-            portal=portal,
-            client=client_for(portal),
-            channels=channel_settings(session, portal),
-            app_code=config.app_code,
-            http=shared_session(),
-            timeout=config.http_timeout,
-            own_lines=False,  # a test writes nothing to the timeline
-        )
+        ctx = portal_context(session, portal, own_lines=False)  # a test writes no timeline
         target = Target(entity_type, entity_id, f"{entity_type}_{entity_id}")
         try:
             problems = load_records(ctx.client, [target], None)
