@@ -25,6 +25,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import or_, select
 
@@ -340,69 +341,77 @@ def card_path(entity: str, entity_id: int) -> str:
     return f"/crm/{entity.lower()}/details/{int(entity_id)}/"
 
 
+# Labels in the user's language (lazy: translated when shown, built once).
+STEP_NAMES = {
+    "send_email": lazy_gettext("Send e-mail"),
+    "send_sms": lazy_gettext("Send SMS"),
+    "edit_fields": lazy_gettext("Edit fields"),
+    "timeline_comment": lazy_gettext("Timeline comment"),
+    "create_task": lazy_gettext("Create a task"),
+    "notify": lazy_gettext("Notify an employee"),
+    "wait": lazy_gettext("Wait"),
+    "condition": lazy_gettext("Condition"),
+    "split": lazy_gettext("Split"),
+    "stop": lazy_gettext("Stop"),
+    "set_variable": lazy_gettext("Set a variable"),
+}
+KIND_LABELS = {
+    "sent": lazy_gettext("Done"),
+    "passed": lazy_gettext("Passed"),
+    "branch": lazy_gettext("Branch"),
+    "waiting": lazy_gettext("Waiting"),
+    "woke": lazy_gettext("Wait over"),
+    "deferred": lazy_gettext("Deferred"),
+    "skipped": lazy_gettext("Skipped"),
+    "failed": lazy_gettext("Failed"),
+    "stopped": lazy_gettext("Stopped"),
+    "goal": lazy_gettext("Goal reached"),
+}
+RECORD_NAMES = {
+    "CONTACT": lazy_gettext("Contact"),
+    "COMPANY": lazy_gettext("Company"),
+    "DEAL": lazy_gettext("Deal"),
+    "LEAD": lazy_gettext("Lead"),
+}
+REASON_LABELS = {
+    "no_phone": lazy_gettext("No phone"),
+    "no_email": lazy_gettext("No e-mail"),
+    "invalid_phone": lazy_gettext("Invalid phone number"),
+    "invalid_email": lazy_gettext("Invalid e-mail address"),
+    "opted_out": lazy_gettext("Opted out"),
+    "unsubscribed": lazy_gettext("Unsubscribed"),
+    "duplicate": lazy_gettext("Duplicate address"),
+    "too_long": lazy_gettext("Text too long"),
+    "template_error": lazy_gettext("Template error"),
+    "not_found": lazy_gettext("Record not found"),
+    "unreadable": lazy_gettext("Record unreadable"),
+    "access_denied": lazy_gettext("No access to the record"),
+    "no_date": lazy_gettext("No date to wait for"),
+    "goal": lazy_gettext("Already meets the goal"),
+    "reentry_never": lazy_gettext("Already was in the scenario"),
+    "reentry_active": lazy_gettext("Still in the scenario"),
+    "expression_error": lazy_gettext("Expression error"),
+}
+
+
 def step_name(kind: str) -> str:
     """A step type in the user's language."""
-    names = {
-        "send_email": _("Send e-mail"),
-        "send_sms": _("Send SMS"),
-        "edit_fields": _("Edit fields"),
-        "timeline_comment": _("Timeline comment"),
-        "create_task": _("Create a task"),
-        "notify": _("Notify an employee"),
-        "wait": _("Wait"),
-        "condition": _("Condition"),
-        "split": _("Split"),
-        "stop": _("Stop"),
-        "set_variable": _("Set a variable"),
-    }
-    return str(names.get(kind, kind))
+    return str(STEP_NAMES.get(kind, kind))
 
 
 def kind_label(kind: str) -> str:
     """What happened to a record at a step, in the user's language."""
-    labels = {
-        "sent": _("Done"),
-        "passed": _("Passed"),
-        "branch": _("Branch"),
-        "waiting": _("Waiting"),
-        "woke": _("Wait over"),
-        "deferred": _("Deferred"),
-        "skipped": _("Skipped"),
-        "failed": _("Failed"),
-        "stopped": _("Stopped"),
-        "goal": _("Goal reached"),
-    }
-    return str(labels.get(kind, kind))
+    return str(KIND_LABELS.get(kind, kind))
 
 
 def record_label(entity: str, entity_id: int) -> str:
     """``Contact 12`` in the user's language."""
-    names = {"CONTACT": _("Contact"), "COMPANY": _("Company"), "DEAL": _("Deal"), "LEAD": _("Lead")}
-    return f"{names.get(entity, entity)} {entity_id}"
+    return f"{RECORD_NAMES.get(entity, entity)} {entity_id}"
 
 
 def reason_label(reason: str) -> str:
     """A skip or failure reason in the user's language."""
-    labels = {
-        "no_phone": _("No phone"),
-        "no_email": _("No e-mail"),
-        "invalid_phone": _("Invalid phone number"),
-        "invalid_email": _("Invalid e-mail address"),
-        "opted_out": _("Opted out"),
-        "unsubscribed": _("Unsubscribed"),
-        "duplicate": _("Duplicate address"),
-        "too_long": _("Text too long"),
-        "template_error": _("Template error"),
-        "not_found": _("Record not found"),
-        "unreadable": _("Record unreadable"),
-        "access_denied": _("No access to the record"),
-        "no_date": _("No date to wait for"),
-        "goal": _("Already meets the goal"),
-        "reentry_never": _("Already was in the scenario"),
-        "reentry_active": _("Still in the scenario"),
-        "expression_error": _("Expression error"),
-    }
-    return str(labels.get(reason, reason))
+    return str(REASON_LABELS.get(reason, reason))
 
 
 # -- a filter built in the page ---------------------------------------------------------------
